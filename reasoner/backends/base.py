@@ -1,0 +1,58 @@
+"""The interface every model backend implements."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+from reasoner.types import Completion, GenerationRequest
+
+
+class BackendError(Exception):
+    """A model call failed for good (after any retries). The message never contains secrets."""
+
+
+class Backend(abc.ABC):
+    """An async model client.
+
+    `generate` may be called from many tasks at once; the backend bounds how many requests it has
+    in flight itself (`max_in_flight`), so callers simply launch everything that is ready.
+    """
+
+    name: str = "backend"
+    #: Whether one request with `n>1` returns n distinct samples. The engine merges sibling
+    #: sampling nodes into one such request, so the prompt is prefilled once.
+    supports_n: bool = False
+
+    def __init__(self, max_in_flight: int = 16) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        # Created lazily so a backend can be built outside a running loop.
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        return self._slots
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        async with self.slots:
+            return await self._generate(request)
+
+    @abc.abstractmethod
+    async def _generate(self, request: GenerationRequest) -> Completion: ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads or model memory."""
+
+    def describe(self) -> dict[str, object]:
+        """Settings safe to write into a trace or a run record (no secrets)."""
+        return {"backend": self.name, "max_in_flight": self.max_in_flight, "supports_n": self.supports_n}
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,120 @@
+"""The pydantic models at the project's boundaries: requests, completions, usage, solutions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class GenerationRequest(BaseModel):
+    """One call to a model: a prompt text or chat messages, and the sampling parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    n: int = Field(1, ge=1, le=128)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    logprobs: bool = False
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerationRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a GenerationRequest needs exactly one of `prompt` or `messages`")
+        return self
+
+    def merge_key(self) -> str:
+        """Requests with equal keys differ only in `n`, so they can be served by one request."""
+        data = self.model_dump(exclude={"n"}, mode="json")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def as_messages(self) -> list[Message]:
+        """The request as chat messages: a text prompt becomes one user turn."""
+        if self.messages is not None:
+            return list(self.messages)
+        return [Message(role="user", content=self.prompt or "")]
+
+
+class Choice(BaseModel):
+    text: str
+    finish_reason: str | None = None
+    # Per-token log-probabilities of the generated text, present when the request asked for them.
+    token_logprobs: list[float] | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.token_logprobs:
+            return None
+        return sum(self.token_logprobs) / len(self.token_logprobs)
+
+    @property
+    def sum_logprob(self) -> float | None:
+        return sum(self.token_logprobs) if self.token_logprobs else None
+
+
+class Completion(BaseModel):
+    choices: list[Choice]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    model: str | None = None
+    #: Backend requests this completion took (more than one where `n` had to be split up).
+    calls: int = 1
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+
+class Usage(BaseModel):
+    """What a solution cost: backend requests made, tokens in and out, wall time."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            latency_s=self.latency_s + other.latency_s,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Answer(BaseModel):
+    """What one strategy step concludes: the parsed answer (None = no answer) and the text it came from."""
+
+    answer: str | None
+    text: str
+    score: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Solution(BaseModel):
+    question: str
+    strategy: str
+    answer: str | None
+    text: str
+    usage: Usage
+    trace: dict[str, Any]
+    details: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None

@@ -1,0 +1,223 @@
+"""The graph engine: concurrency, growth, merging into `n`, failures and the trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from reasoner.backends.scripted import Rule, ScriptedBackend
+from reasoner.engine import Engine
+from reasoner.graph import Ctx, Forward, Graph
+from reasoner.trace import render_tree
+from reasoner.types import GenerationRequest
+
+
+def req(prompt: str, **kw: object) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, **kw)  # type: ignore[arg-type]
+
+
+async def test_ready_nodes_run_concurrently_under_the_backend_bound() -> None:
+    backend = ScriptedBackend([(r"q\d+", "ok")], max_in_flight=3, delay_s=0.05, supports_n=False)
+    graph = Graph()
+    nodes = [graph.generate(req(f"q{i}"), label=f"call{i}") for i in range(10)]
+    start = asyncio.get_running_loop().time()
+    usage = await Engine(backend).run(graph)
+    elapsed = asyncio.get_running_loop().time() - start
+    assert backend.peak_in_flight == 3
+    assert all(graph.status(n) == "done" for n in nodes)
+    assert usage.calls == 10
+    # 10 calls of 50 ms, 3 at a time: 4 waves, far less than 10 sequential calls.
+    assert elapsed < 0.45
+
+
+async def test_dependencies_order_execution_and_pass_outputs() -> None:
+    backend = ScriptedBackend([("first", "12"), ("second: 12", "done")])
+    graph = Graph()
+    a = graph.generate(req("first"), label="a")
+    b = graph.generate(lambda ctx: req(f"second: {ctx[a].text}"), after=[a], label="b")
+    c = graph.function(lambda ctx: ctx[b].text.upper(), after=[b], label="c")
+    await Engine(backend).run(graph)
+    assert graph.output(c) == "DONE"
+    assert [r.prompt for r in backend.requests] == ["first", "second: 12"]
+
+
+async def test_a_node_can_read_only_its_dependencies() -> None:
+    graph = Graph()
+    a = graph.function(lambda ctx: 1, label="a")
+    b = graph.function(lambda ctx: ctx[a], label="b")  # no edge from a
+    await Engine(ScriptedBackend([])).run(graph)
+    assert graph.status(b) == "failed"
+    assert "not one of its dependencies" in graph.nx.nodes[b]["error"]
+
+
+async def test_a_finished_node_grows_the_graph_and_forwards_its_result() -> None:
+    backend = ScriptedBackend([(r"step (\d)", lambda r, i: r.prompt.split()[-1])])
+    graph = Graph()
+
+    def plan(ctx: Ctx) -> Forward:
+        steps = [ctx.graph.generate(req(f"step {k}"), label=f"step{k}") for k in range(3)]
+        join = ctx.graph.function(lambda c: sorted(c[s].text for s in steps), after=steps, label="join")
+        return Forward(join)
+
+    root = graph.function(plan, label="plan")
+    after = graph.function(lambda ctx: len(ctx[root]), after=[root], label="after")
+    await Engine(backend).run(graph)
+    assert graph.output(root) == ["0", "1", "2"]
+    assert graph.output(after) == 3
+    assert {"step0", "step1", "step2", "join"} <= set(graph.nx.nodes)
+    assert graph.nx.nodes[root]["forward"] == "join"
+    assert graph.nx.has_edge("join", root)
+
+
+async def test_a_loop_that_grows_several_rounds() -> None:
+    graph = Graph()
+
+    def step(k: int):  # type: ignore[no-untyped-def]
+        def run(ctx: Ctx):  # type: ignore[no-untyped-def]
+            if k == 5:
+                return k
+            nxt = ctx.graph.function(step(k + 1), label=f"s{k + 1}")
+            return Forward(nxt)
+
+        return run
+
+    first = graph.function(step(0), label="s0")
+    await Engine(ScriptedBackend([])).run(graph)
+    assert graph.output(first) == 5
+    assert graph.nx.number_of_nodes() == 6
+
+
+async def test_forwarding_to_a_dependant_is_refused_not_deadlocked() -> None:
+    graph = Graph()
+
+    def bad(ctx: Ctx) -> Forward:
+        child = ctx.graph.function(lambda c: 1, after=[ctx.node], label="child")
+        return Forward(child)
+
+    node = graph.function(bad, label="bad")
+    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
+    assert graph.status(node) == "failed"
+    assert "depends on it" in graph.nx.nodes[node]["error"]
+
+
+async def test_a_failure_fails_its_dependants_and_spares_the_rest() -> None:
+    backend = ScriptedBackend([("fine", "ok")])
+    graph = Graph()
+
+    def boom(ctx: Ctx) -> None:
+        raise RuntimeError("tool exploded")
+
+    bad = graph.tool(boom, label="bad")
+    child = graph.function(lambda ctx: ctx[bad], after=[bad], label="child")
+    grandchild = graph.function(lambda ctx: ctx[child], after=[child], label="grandchild")
+    good = graph.generate(req("fine"), label="good")
+    unmatched = graph.generate(req("nothing matches this"), label="unmatched")
+    await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
+    assert graph.status(good) == "done"
+    assert graph.status(bad) == "failed"
+    assert "RuntimeError: tool exploded" in graph.nx.nodes[bad]["error"]
+    assert graph.status(child) == "failed" and graph.nx.nodes[child]["upstream"] == bad
+    assert graph.status(grandchild) == "failed" and graph.nx.nodes[grandchild]["upstream"] == child
+    assert graph.status(unmatched) == "failed"
+    assert "no scripted rule matches" in graph.nx.nodes[unmatched]["error"]
+
+
+async def test_a_node_added_after_its_dependency_failed_fails_at_once() -> None:
+    graph = Graph()
+    bad = graph.function(lambda ctx: 1 / 0, label="bad")
+    await Engine(ScriptedBackend([])).run(graph)
+    late = graph.function(lambda ctx: 1, after=[bad], label="late")
+    assert graph.status(late) == "failed"
+
+
+async def test_sibling_samples_merge_into_one_request_with_n() -> None:
+    backend = ScriptedBackend([("same", ["a", "b", "c", "d", "e"])])
+    graph = Graph()
+    samples = [graph.generate(req("same", temperature=0.7), label="sample") for _ in range(4)]
+    other = graph.generate(req("same", temperature=0.3), label="other")
+    usage = await Engine(backend).run(graph)
+    assert sorted((r.n, r.temperature) for r in backend.requests) == [(1, 0.3), (4, 0.7)]
+    texts = [graph.output(s).text for s in samples]
+    assert texts == ["a", "b", "c", "d"]  # each node gets its own sample, none shared
+    assert graph.output(other).text == "e"
+    assert usage.calls == 2
+    # The shared prompt is billed once for the merged request.
+    assert usage.prompt_tokens == 2
+    assert graph.nx.nodes[samples[0]]["merged"]["n"] == 4
+    assert graph.nx.nodes[samples[1]]["prompt_tokens"] == 0
+
+
+async def test_without_n_support_samples_are_concurrent_single_requests() -> None:
+    backend = ScriptedBackend([("same", ["a", "b", "c"])], supports_n=False, delay_s=0.05)
+    graph = Graph()
+    node = graph.generate(req("same", temperature=0.7, n=3, seed=10), label="k")
+    usage = await Engine(backend).run(graph)
+    assert [r.n for r in backend.requests] == [1, 1, 1]
+    assert sorted(r.seed for r in backend.requests) == [10, 11, 12]  # distinct seeds, distinct samples
+    assert backend.peak_in_flight == 3
+    assert [c.text for c in graph.output(node).choices] == ["a", "b", "c"]
+    assert usage.calls == 3
+
+
+async def test_merging_can_be_turned_off() -> None:
+    backend = ScriptedBackend([("same", "x")])
+    graph = Graph()
+    for _ in range(3):
+        graph.generate(req("same", temperature=0.7), label="s")
+    await Engine(backend, merge_n=False).run(graph)
+    assert [r.n for r in backend.requests] == [1, 1, 1]
+
+
+async def test_trace_records_what_every_node_did() -> None:
+    backend = ScriptedBackend([Rule("hello", "world 42", logprob=-2.0)])
+    graph = Graph()
+    a = graph.generate(req("hello", max_tokens=9, logprobs=True), label="a")
+    b = graph.function(lambda ctx: {"answer": ctx[a].text.split()[-1]}, after=[a], label="b")
+    await Engine(backend).run(graph)
+    trace = json.loads(json.dumps(graph.to_json()))  # must be plain JSON
+    nodes = {n["id"]: n for n in trace["nodes"]}
+    assert nodes[a]["kind"] == "model" and nodes[a]["status"] == "done"
+    assert nodes[a]["request"]["prompt"] == "hello" and nodes[a]["request"]["max_tokens"] == 9
+    assert nodes[a]["output"]["choices"][0]["text"] == "world 42"
+    assert nodes[a]["output"]["choices"][0]["token_logprobs"] == [-1.0, -1.0]
+    assert nodes[a]["completion_tokens"] == 2 and nodes[a]["prompt_tokens"] == 1
+    assert nodes[a]["latency_s"] >= 0 and nodes[a]["ended_s"] >= nodes[a]["started_s"]
+    assert nodes[b]["output"] == {"answer": "42"}
+    assert trace["edges"] == [{"source": a, "target": b}]
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(render_tree(trace))
+    shown = console.export_text()
+    assert "a" in shown and "answer=42" in shown and "1→2 tok" in shown
+
+
+async def test_scopes_keep_composed_subgraphs_apart() -> None:
+    graph = Graph()
+    ids = [graph.scope(f"sample{i}").function(lambda ctx: 1, label="parse") for i in range(2)]
+    assert ids == ["sample0/parse", "sample1/parse"]
+    assert graph.function(lambda ctx: 1, label="parse") == "parse"
+    assert graph.function(lambda ctx: 1, label="parse").startswith("parse#")
+
+
+async def test_cancelling_a_run_cancels_requests_in_flight() -> None:
+    backend = ScriptedBackend([("slow", "x")], delay_s=5, supports_n=False)
+    graph = Graph()
+    nodes = [graph.generate(req(f"slow {i}"), label="s") for i in range(3)]
+    task = asyncio.create_task(Engine(backend).run(graph))
+    await asyncio.sleep(0.05)
+    assert backend.in_flight == 3
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.in_flight == 0
+    assert all(graph.status(n) == "failed" for n in nodes)
+
+
+async def test_a_model_node_must_build_a_request() -> None:
+    graph = Graph()
+    node = graph.generate(lambda ctx: "not a request", label="bad")  # type: ignore[arg-type,return-value]
+    await Engine(ScriptedBackend([])).run(graph)
+    assert "must build a GenerationRequest" in graph.nx.nodes[node]["error"]
