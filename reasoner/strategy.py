@@ -1,0 +1,100 @@
+"""The base of every strategy, and the registry that finds strategies by name."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasoner.backends.base import Backend
+from reasoner.engine import Engine
+from reasoner.graph import Graph, NodeId
+from reasoner.types import Answer, GenerationRequest, Message, Solution
+
+ENTRY_POINT_GROUP = "reasoner.strategies"
+
+
+class Strategy(BaseModel):
+    """A reasoning strategy: its options are the model's fields; `build` lays out its graph.
+
+    `build` adds the strategy's steps to `graph` and returns the node whose output is an `Answer`.
+    Because a strategy only adds nodes, one strategy can be the inner step of another
+    (self-consistency builds its inner strategy k times, each in its own scope of the graph).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, description="tokens per model call")
+    seed: int | None = Field(None, description="sampling seed, for reproducible samples")
+    logprobs: bool = Field(False, description="ask for token log-probabilities (for weighted votes)")
+
+    def build(self, graph: Graph, question: str) -> NodeId:
+        raise NotImplementedError
+
+    def request(self, prompt: str, **overrides: Any) -> GenerationRequest:
+        """A text-prompt request with this strategy's sampling settings."""
+        params: dict[str, Any] = dict(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            logprobs=self.logprobs,
+        )
+        params.update(overrides)
+        return GenerationRequest(prompt=prompt, **params)
+
+    def turn(self, user: str, prefill: str | None = None, **overrides: Any) -> GenerationRequest:
+        """A chat request: a user turn, optionally with the start of the assistant's reply for the
+        model to continue (completion backends see the two joined by a newline)."""
+        messages = [Message(role="user", content=user)]
+        if prefill is not None:
+            messages.append(Message(role="assistant", content=prefill))
+        return self.request("", **overrides).model_copy(update={"prompt": None, "messages": tuple(messages)})
+
+    def settings(self) -> dict[str, Any]:
+        return {"strategy": self.name, **self.model_dump(mode="json")}
+
+    async def solve(self, question: str, backend: Backend) -> Solution:
+        graph = Graph()
+        final = self.build(graph, question)
+        usage = await Engine(backend).run(graph)
+        status = graph.status(final)
+        result: Answer | None = graph.output(final) if status == "done" else None
+        error = None
+        if result is None:
+            error = graph.nx.nodes[final].get("error") or f"the final step ended {status}"
+        return Solution(
+            question=question,
+            strategy=self.name,
+            answer=result.answer if result else None,
+            text=result.text if result else "",
+            usage=usage,
+            trace=graph.to_json(),
+            details=result.details if result else {},
+            error=error,
+        )
+
+
+def available() -> dict[str, type[Strategy]]:
+    """Every installed strategy, by name (the `reasoner.strategies` entry-point group)."""
+    found: dict[str, type[Strategy]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+def get_strategy(name: str | Strategy, **options: Any) -> Strategy:
+    """A strategy instance by name with its options validated (unknown options are an error)."""
+    if isinstance(name, Strategy):
+        return name.model_copy(update=options) if options else name
+    strategies = available()
+    if name not in strategies:
+        known = ", ".join(sorted(strategies)) or "none (is the package installed? `pip install -e .`)"
+        raise ValueError(f"unknown strategy {name!r}; known strategies: {known}")
+    return strategies[name](**options)
