@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -88,8 +89,8 @@ async def run_solve(args: argparse.Namespace, strategy: Strategy) -> Solution:
 
 
 def print_solution(solution: Solution, show_trace: bool) -> None:
-    answer = solution.answer if solution.answer is not None else "[no answer]"
-    body = f"[bold]{answer}[/bold]\n\n[dim]{solution.text.strip()[-1500:]}[/dim]"
+    answer = escape(solution.answer) if solution.answer is not None else "(no answer)"
+    body = f"[bold]{answer}[/bold]\n\n[dim]{escape(solution.text.strip()[-1500:])}[/dim]"
     style = "red" if solution.error else ("green" if solution.answer is not None else "yellow")
     console.print(Panel(body, title=f"{solution.strategy}", border_style=style, expand=False))
     if solution.error:

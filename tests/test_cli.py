@@ -1,0 +1,80 @@
+"""The `reasoner` command against a real OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from cli.main import main
+from reasoner.fake_openai import FakeOpenAIServer
+
+
+def solver(body: dict[str, Any], index: int) -> str:
+    text = json.dumps(body)
+    if "Therefore, the answer" in text:
+        return " 42."
+    if "think step by step" in text:
+        return " Six times seven is 42."
+    return " 6 * 7 = 42.\nThe answer is 42."
+
+
+@pytest.fixture
+def server():  # type: ignore[no-untyped-def]
+    with FakeOpenAIServer("tiny", responder=solver) as srv:
+        yield srv
+
+
+def test_solve_json_has_answer_strategy_usage_and_trace(server, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = main(["solve", "What is 6 times 7?", "--strategy", "zero-shot-cot", "--model", server.base_url, "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] == "42"
+    assert out["strategy"] == "zero-shot-cot"
+    assert out["usage"]["calls"] == 2 and out["usage"]["completion_tokens"] > 0
+    assert {n["id"] for n in out["trace"]["nodes"]} == {"reason", "answer", "parse"}
+    # The model name came from /v1/models, since none was given.
+    assert all(r.body["model"] == "tiny" for r in server.completion_requests())
+
+
+def test_solve_prints_answer_and_trace(server, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = main(["solve", "What is 6 times 7?", "--model", server.base_url, "--trace", "--max-tokens", "50"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "42" in out and "few-shot-cot" in out and "1 calls" in out
+    assert "reason" in out and "parse" in out  # the trace tree
+    assert server.completion_requests()[0].body["max_tokens"] == 50
+
+
+def test_option_for_another_strategy_is_refused(server) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit, match="--answer-max-tokens does not apply to strategy 'few-shot-cot'"):
+        main(["solve", "Q?", "--model", server.base_url, "--answer-max-tokens", "5"])
+
+
+def test_bad_option_value_names_the_option(server, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["solve", "Q?", "--model", server.base_url, "--max-tokens", "lots"]) == 2
+    assert "--max-tokens" in capsys.readouterr().err
+
+
+def test_unknown_model_spec_is_a_clear_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["solve", "Q?", "--model", "nonsense"]) == 1
+    assert "unknown model spec 'nonsense'" in capsys.readouterr().err
+
+
+def test_vllm_spec_says_it_is_not_installed(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["solve", "Q?", "--model", "vllm:some/model"]) == 1
+    assert "vLLM backend is not installed" in capsys.readouterr().err
+
+
+def test_strategies_lists_every_strategy(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot-cot" in out and "few-shot-cot" in out
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([sys.executable, "-m", "cli.main", "strategies"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "few-shot-cot" in result.stdout
