@@ -71,7 +71,9 @@ class Engine:
                 graph.fail(node, _describe(exc))
                 continue
             attrs["request"] = request.model_dump(mode="json", exclude_none=True)
-            key = request.merge_key() if self.merge_n and self.backend.supports_n else node
+            # Identical siblings are grouped even without `n` support: `_complete` then splits the
+            # group into single requests with distinct seeds, so seeded copies still differ.
+            key = request.merge_key() if self.merge_n else node
             groups[key].append((node, request))
         for members in groups.values():
             for batch in _batches(members):

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal, NamedTuple
 
@@ -54,11 +54,13 @@ class Fault:
     kind: Literal["status", "delay", "malformed", "drop"]
     code: int = 200
     body: str | dict[str, Any] | None = None
-    headers: dict[str, str] | None = field(default=None, hash=False)
+    headers: dict[str, str] | None = None
     seconds: float = 0.0
 
     @classmethod
-    def status(cls, code: int, body: str | dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Fault:
+    def status(
+        cls, code: int, body: str | dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> Fault:
         """Answer with this status; `body` defaults to an OpenAI-style error object."""
         return cls("status", code=code, body=body, headers=headers)
 
@@ -317,6 +319,8 @@ class FakeOpenAIServer:
                 payload = self._complete(body, chat=route == "/chat/completions")
             except _BadRequest as exc:
                 return _error(400, str(exc))
+            except Exception as exc:  # a broken responder: answer, so the test sees why
+                return _error(500, f"the responder failed: {exc!r}", "server_error")
             self.completions_served += 1
             return _json(200, payload)
         finally:
@@ -358,7 +362,8 @@ class FakeOpenAIServer:
             if want_logprobs:
                 value = self.logprob_fn(body, index, text) if self.logprob_fn else -0.1
                 if chat:
-                    choice["logprobs"] = {"content": [{"token": t, "logprob": value, "top_logprobs": []} for t in tokens]}
+                    content = [{"token": t, "logprob": value, "top_logprobs": []} for t in tokens]
+                    choice["logprobs"] = {"content": content}
                 else:
                     choice["logprobs"] = {"tokens": tokens, "token_logprobs": [value] * len(tokens)}
             choices.append(choice)
@@ -413,7 +418,8 @@ def _fault_response(fault: Fault) -> _Response:
         return _Response(fault.code, fault.body.encode(), {"Content-Type": "text/plain", **(fault.headers or {})})
     payload = fault.body
     if payload is None:
-        kind = "rate_limit_error" if fault.code == 429 else "server_error" if fault.code >= 500 else "invalid_request_error"
+        kind = "server_error" if fault.code >= 500 else "invalid_request_error"
+        kind = "rate_limit_error" if fault.code == 429 else kind
         payload = {"error": {"message": f"injected HTTP {fault.code}", "type": kind, "param": None, "code": None}}
     return _json(fault.code, payload, fault.headers)
 
@@ -439,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", help="a model name to serve (repeatable)")
     args = parser.parse_args(argv)
     # Recording is off: a long benchmark would otherwise grow the request log without bound.
-    server = FakeOpenAIServer(args.model or "fake-model", latency_s=args.latency, host=args.host, port=args.port, record=False)
+    models = args.model or "fake-model"
+    server = FakeOpenAIServer(models, latency_s=args.latency, host=args.host, port=args.port, record=False)
     try:
         asyncio.run(server.serve(lambda: print(server.base_url, flush=True)))
     except KeyboardInterrupt:

@@ -221,3 +221,15 @@ async def test_a_model_node_must_build_a_request() -> None:
     node = graph.generate(lambda ctx: "not a request", label="bad")  # type: ignore[arg-type,return-value]
     await Engine(ScriptedBackend([])).run(graph)
     assert "must build a GenerationRequest" in graph.nx.nodes[node]["error"]
+
+
+def test_a_backend_can_be_reused_across_event_loops() -> None:
+    backend = ScriptedBackend([("x", "y")], max_in_flight=1, delay_s=0.01)
+
+    async def burst() -> list[str]:
+        # More calls than slots, so the semaphore makes callers wait (and binds to this loop).
+        outs = await asyncio.gather(*(backend.generate(req("x")) for _ in range(3)))
+        return [o.text for o in outs]
+
+    assert asyncio.run(burst()) == ["y"] * 3
+    assert asyncio.run(burst()) == ["y"] * 3

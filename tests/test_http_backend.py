@@ -126,7 +126,13 @@ async def test_429_waits_for_retry_after(server: FakeOpenAIServer, backend: Open
 
 @pytest.mark.parametrize(
     "fault",
-    [Fault.status(500), Fault.status(503, body="upstream busy"), Fault.malformed(), Fault.malformed('{"no": "choices"}'), Fault.drop()],
+    [
+        Fault.status(500),
+        Fault.status(503, body="upstream busy"),
+        Fault.malformed(),
+        Fault.malformed('{"no": "choices"}'),
+        Fault.drop(),
+    ],
     ids=["500", "503-text", "truncated-json", "no-choices", "drop"],
 )
 async def test_transient_failures_are_retried(server: FakeOpenAIServer, backend: OpenAIBackend, fault: Fault) -> None:
@@ -206,13 +212,15 @@ async def test_other_4xx_fail_at_once_quoting_the_body(server: FakeOpenAIServer,
     assert len(server.requests) == 1
 
 
-async def test_in_flight_bound_is_respected(server: FakeOpenAIServer) -> None:
+@pytest.mark.parametrize("limit", [4, 6])
+async def test_in_flight_bound_is_respected(server: FakeOpenAIServer, limit: int) -> None:
     server.latency_s = 0.05
-    async with OpenAIBackend(server.base_url, max_in_flight=4) as backend:
+    async with OpenAIBackend(server.base_url, max_in_flight=limit) as backend:
         results = await asyncio.gather(*(backend.generate(_ask(f"question {i}")) for i in range(20)))
 
     assert len(results) == 20
-    assert server.peak_in_flight == 4
+    # Reaching the bound, not only staying under it: the connection pool must not be the limit.
+    assert server.peak_in_flight == limit
 
 
 async def test_list_models(backend: OpenAIBackend) -> None:
@@ -253,18 +261,15 @@ def test_retry_after_parsing() -> None:
 
 
 def test_server_runs_as_a_subprocess() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reasoner.fake_openai", "--port", "0", "--latency", "0.01"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        base_url = proc.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        reply = httpx.post(f"{base_url}/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "n": 2})
-        assert reply.status_code == 200
-        assert len(reply.json()["choices"]) == 2
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    command = [sys.executable, "-m", "reasoner.fake_openai", "--port", "0", "--latency", "0.01"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            base_url = proc.stdout.readline().strip()
+            assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+            body = {"messages": [{"role": "user", "content": "hi"}], "n": 2}
+            reply = httpx.post(f"{base_url}/chat/completions", json=body)
+            assert reply.status_code == 200
+            assert len(reply.json()["choices"]) == 2
+        finally:
+            proc.terminate()

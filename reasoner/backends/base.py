@@ -29,12 +29,17 @@ class Backend(abc.ABC):
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.max_in_flight = max_in_flight
         self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def slots(self) -> asyncio.Semaphore:
-        # Created lazily so a backend can be built outside a running loop.
-        if self._slots is None:
+        # Made per event loop: a backend may be built outside any loop, or reused across
+        # several `asyncio.run` calls (each `reasoner.solve` is one), and a semaphore that once
+        # made a caller wait belongs to that caller's loop.
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
             self._slots = asyncio.Semaphore(self.max_in_flight)
+            self._slots_loop = loop
         return self._slots
 
     async def generate(self, request: GenerationRequest) -> Completion:

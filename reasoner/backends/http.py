@@ -123,6 +123,8 @@ class OpenAIBackend(Backend):
             timeout = httpx.Timeout(
                 connect=self.connect_timeout, read=self.read_timeout, write=self.connect_timeout, pool=self.read_timeout
             )
+            # Loading the CA bundle is the slow part of making a client: do it once for all of them.
+            tls = httpx.create_ssl_context()
             sizes = [_CONNECTIONS_PER_CLIENT] * (self.max_in_flight // _CONNECTIONS_PER_CLIENT)
             if self.max_in_flight % _CONNECTIONS_PER_CLIENT:
                 sizes.append(self.max_in_flight % _CONNECTIONS_PER_CLIENT)
@@ -132,6 +134,7 @@ class OpenAIBackend(Backend):
                         base_url=self.base_url,
                         headers=headers,
                         timeout=timeout,
+                        verify=tls,
                         limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                     ),
                     capacity=size,
@@ -153,6 +156,8 @@ class OpenAIBackend(Backend):
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, []
+        if self._pool_loop is not asyncio.get_running_loop():
+            return  # closing needs the loop that opened the connections, and that one has ended
         for shard in pool:
             if not shard.client.is_closed:
                 await shard.client.aclose()
@@ -164,7 +169,8 @@ class OpenAIBackend(Backend):
         use_chat = self.chat or request.messages is not None
         path = "/chat/completions" if use_chat else "/completions"
         started = time.perf_counter()
-        completion = await self._call("POST", path, self._payload(request, use_chat), lambda d: _parse_completion(d, use_chat))
+        payload = self._payload(request, use_chat)
+        completion = await self._call("POST", path, payload, lambda data: _parse_completion(data, use_chat))
         # Wall time including retries: what the caller actually waited.
         completion.latency_s = time.perf_counter() - started
         return completion
@@ -217,9 +223,12 @@ class OpenAIBackend(Backend):
                         cause = f"malformed response body ({exc}): {self._quote(response.text)}"
             if attempt + 1 < self.max_attempts:
                 delay = self._backoff(attempt, wait)
-                log.warning(self._scrub(f"{method} {path} attempt {attempt + 1}/{self.max_attempts} failed ({cause}); retrying in {delay:.2f}s"))
+                note = f"{method} {path} attempt {attempt + 1}/{self.max_attempts} failed ({cause})"
+                log.warning(self._scrub(f"{note}; retrying in {delay:.2f}s"))
                 await self._sleep(delay)
-        raise BackendError(self._scrub(f"{method} {path} failed after {self.max_attempts} attempts; last error: {cause}"))
+        raise BackendError(
+            self._scrub(f"{method} {path} failed after {self.max_attempts} attempts; last error: {cause}")
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
