@@ -62,7 +62,7 @@ async def test_chat_call_parses_text_usage_and_logprobs(server: FakeOpenAIServer
 async def test_completions_endpoint_for_text_prompts(server: FakeOpenAIServer) -> None:
     async with OpenAIBackend(server.base_url, "fake-model", chat=False) as backend:
         completion = await backend.generate(_ask("count", logprobs=True, max_tokens=2))
-        chat_anyway = await backend.generate(GenerationRequest(messages=(Message(role="user", content="hi"),)))
+        joined = await backend.generate(GenerationRequest(messages=(Message(role="user", content="hi"),)))
 
     assert completion.text == "answer 0"
     assert completion.choices[0].finish_reason == "length"
@@ -71,9 +71,10 @@ async def test_completions_endpoint_for_text_prompts(server: FakeOpenAIServer) -
     assert server.requests[0].path == "/v1/completions"
     assert server.requests[0].body["prompt"] == "count"
     assert server.requests[0].body["logprobs"] == 1
-    # Chat messages cannot become a text prompt, so they go to the chat endpoint regardless.
-    assert server.requests[1].path == "/v1/chat/completions"
-    assert chat_anyway.text == "answer 0 is 42"
+    # A completion-only model (no chat template) reads chat turns as one text.
+    assert server.requests[1].path == "/v1/completions"
+    assert server.requests[1].body["prompt"] == "hi"
+    assert joined.text
 
 
 async def test_every_parameter_is_sent(server: FakeOpenAIServer) -> None:
@@ -273,3 +274,23 @@ def test_server_runs_as_a_subprocess() -> None:
             assert len(reply.json()["choices"]) == 2
         finally:
             proc.terminate()
+
+
+async def test_assistant_prefill_is_continued_folded_or_joined() -> None:
+    from reasoner.types import Message
+
+    request = GenerationRequest(
+        messages=(Message(role="user", content="Q: 1+1?"), Message(role="assistant", content="A: Let's think.")),
+        max_tokens=4,
+    )
+    with FakeOpenAIServer() as server:
+        for kwargs in ({"continue_final": True}, {}, {"chat": False}):
+            backend = OpenAIBackend(server.base_url, "fake-model", api_key="k", **kwargs)
+            await backend.generate(request)
+            await backend.aclose()
+        continued, folded, joined = (r.body for r in server.completion_requests())
+    assert continued["messages"][-1] == {"role": "assistant", "content": "A: Let's think."}
+    assert continued["continue_final_message"] is True and continued["add_generation_prompt"] is False
+    assert folded["messages"] == [{"role": "user", "content": "Q: 1+1?\nA: Let's think."}]
+    assert "continue_final_message" not in folded
+    assert joined["prompt"] == "Q: 1+1?\nA: Let's think."

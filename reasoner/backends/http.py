@@ -52,6 +52,10 @@ class OpenAIBackend(Backend):
 
     Transient failures (429, 5xx, timeouts, dropped connections, garbled bodies) are retried with
     full-jitter exponential backoff, honouring `Retry-After`; other 4xx fail at once.
+
+    A request ending in an assistant message asks the model to continue that message. Servers that
+    can (vLLM) do so with `continue_final=True`; otherwise the prefix is folded into the user turn,
+    and in completion mode (`chat=False`) the turns are joined into one text prompt.
     """
 
     name = "openai"
@@ -71,6 +75,7 @@ class OpenAIBackend(Backend):
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         extra_body: dict[str, Any] | None = None,
+        continue_final: bool = False,
     ) -> None:
         super().__init__(max_in_flight)
         if max_attempts < 1:
@@ -87,6 +92,7 @@ class OpenAIBackend(Backend):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
+        self.continue_final = continue_final
         #: Replaced in tests to skip real waiting.
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._rng = random.Random()
@@ -108,6 +114,7 @@ class OpenAIBackend(Backend):
             "backoff_base": self.backoff_base,
             "backoff_max": self.backoff_max,
             "extra_body": self.extra_body,
+            "continue_final": self.continue_final,
         }
 
     # -- the client ----------------------------------------------------------------------------------
@@ -165,8 +172,7 @@ class OpenAIBackend(Backend):
     # -- calls ---------------------------------------------------------------------------------------
 
     async def _generate(self, request: GenerationRequest) -> Completion:
-        # A chat-only request cannot be flattened faithfully into a text prompt.
-        use_chat = self.chat or request.messages is not None
+        use_chat = self.chat
         path = "/chat/completions" if use_chat else "/completions"
         started = time.perf_counter()
         payload = self._payload(request, use_chat)
@@ -183,9 +189,12 @@ class OpenAIBackend(Backend):
         if self.model is not None:
             body["model"] = self.model
         if chat:
-            body["messages"] = [m.model_dump() for m in request.as_messages()]
+            body["messages"] = [m.model_dump() for m in request.as_messages(can_prefill=self.continue_final)]
+            if self.continue_final and request.prefill is not None:
+                # vLLM's (and transformers') names for "continue the last assistant turn".
+                body.update(continue_final_message=True, add_generation_prompt=False)
         else:
-            body["prompt"] = request.prompt
+            body["prompt"] = request.as_text()
         body.update(n=request.n, temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_tokens)
         if request.stop:
             body["stop"] = list(request.stop)
