@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal, NamedTuple
 
-#: Decides the text of choice `index` for a parsed request body.
-Responder = Callable[[dict[str, Any], int], str]
+#: Decides the text (or the tool calls) of choice `index` for a parsed request body.
+Responder = Callable[[dict[str, Any], int], "str | FakeToolCalls"]
 #: The log-probability given to every token of choice `index`, whose text is `text`.
 LogprobFn = Callable[[dict[str, Any], int, str], float]
 
@@ -45,6 +45,14 @@ def echo_responder(body: dict[str, Any], index: int) -> str:
     else:
         last = _prompt_text(body.get("prompt"))
     return f"Echo {index}: " + " ".join(last.split()[-20:])
+
+
+@dataclass(frozen=True)
+class FakeToolCalls:
+    """A responder's reply that calls tools: [(name, arguments), ...] plus optional text."""
+
+    tool_calls: list[tuple[str, dict[str, Any]]]
+    content: str = ""
 
 
 @dataclass(frozen=True)
@@ -352,11 +360,20 @@ class FakeOpenAIServer:
         choices: list[dict[str, Any]] = []
         completion_tokens = 0
         for index in range(n):
-            text, finish_reason, tokens = _finish(self.responder(body, index), stops, max_tokens)
+            reply = self.responder(body, index)
+            # A responder may answer a chat request with native tool calls instead of text.
+            calls = reply.tool_calls if isinstance(reply, FakeToolCalls) else None
+            text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens)
             completion_tokens += len(tokens)
             choice: dict[str, Any] = {"index": index, "finish_reason": finish_reason, "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
+                if calls:
+                    choice["finish_reason"] = "tool_calls"
+                    choice["message"]["tool_calls"] = [
+                        {"id": f"call_{index}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                        for i, (name, args) in enumerate(calls)
+                    ]
             else:
                 choice["text"] = text
             if want_logprobs:

@@ -9,9 +9,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class ToolCall(BaseModel):
+    """A native function call the model asked for (OpenAI `tool_calls`)."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
 class Message(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] | None = None  # on an assistant turn that called tools
+    tool_call_id: str | None = None  # on a tool turn: the call it answers
 
 
 class GenerationRequest(BaseModel):
@@ -28,6 +38,10 @@ class GenerationRequest(BaseModel):
     stop: tuple[str, ...] | None = None
     seed: int | None = None
     logprobs: bool = False
+    #: OpenAI-style function schemas the model may call (backends with `supports_tools`).
+    tools: tuple[dict[str, Any], ...] | None = None
+    #: A JSON schema the output must follow (backends with `supports_json_schema`).
+    json_schema: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:
@@ -75,6 +89,7 @@ class Choice(BaseModel):
     # Per-token log-probabilities of the generated text, present when the request asked for them.
     token_logprobs: list[float] | None = None
     completion_tokens: int | None = None
+    tool_calls: list[ToolCall] | None = None
 
     @property
     def mean_logprob(self) -> float | None:

@@ -294,3 +294,34 @@ async def test_assistant_prefill_is_continued_folded_or_joined() -> None:
     assert folded["messages"] == [{"role": "user", "content": "Q: 1+1?\nA: Let's think."}]
     assert "continue_final_message" not in folded
     assert joined["prompt"] == "Q: 1+1?\nA: Let's think."
+
+
+async def test_native_tool_calls_and_structured_output_round_trip() -> None:
+    from reasoner.fake_openai import FakeToolCalls
+    from reasoner.types import Message, ToolCall
+
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    tools = ({"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}},)
+
+    def responder(body: dict[str, Any], index: int) -> Any:
+        if "tools" in body:
+            return FakeToolCalls([("calculator", {"expression": "2+3"})])
+        return '{"x": 5}'
+
+    with FakeOpenAIServer(responder=responder) as server:
+        async with OpenAIBackend(server.base_url, "fake-model", api_key="k") as backend:
+            called = await backend.generate(GenerationRequest(prompt="add", tools=tools))
+            history = (
+                Message(role="user", content="add"),
+                Message(role="assistant", content="", tool_calls=tuple(called.choices[0].tool_calls or ())),
+                Message(role="tool", content="5", tool_call_id=called.choices[0].tool_calls[0].id),  # type: ignore[index]
+            )
+            structured = await backend.generate(GenerationRequest(messages=history, json_schema=schema))
+        first, second = (r.body for r in server.completion_requests())
+    assert called.choices[0].tool_calls == [ToolCall(id="call_0_0", name="calculator", arguments='{"expression": "2+3"}')]
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert first["tools"] == list(tools)
+    assert second["messages"][1]["tool_calls"][0]["function"]["name"] == "calculator"
+    assert second["messages"][2] == {"role": "tool", "content": "5", "tool_call_id": "call_0_0"}
+    assert second["response_format"]["json_schema"]["schema"] == schema
+    assert structured.text == '{"x": 5}'

@@ -72,3 +72,17 @@ async def test_cancelling_stops_generation(local_backend) -> None:
     # The worker thread must be free again promptly: a short call completes soon after.
     done = await local_backend.generate(GenerationRequest(prompt="Hi", max_tokens=2))
     assert done.choices and time.perf_counter() - start < 5
+
+
+async def test_json_schema_constrains_the_output(local_backend) -> None:
+    import json
+
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "integer"}, "sure": {"type": "boolean"}},
+        "required": ["answer", "sure"],
+    }
+    request = GenerationRequest(prompt="How many legs does a cat have? Reply in JSON.", json_schema=schema, max_tokens=40)
+    completion = await local_backend.generate(request)
+    data = json.loads(completion.text)
+    assert isinstance(data["answer"], int) and isinstance(data["sure"], bool)

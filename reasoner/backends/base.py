@@ -23,6 +23,10 @@ class Backend(abc.ABC):
     #: Whether one request with `n>1` returns n distinct samples. The engine merges sibling
     #: sampling nodes into one such request, so the prompt is prefilled once.
     supports_n: bool = False
+    #: Whether requests may carry `tools` and choices come back with native `tool_calls`.
+    supports_tools: bool = False
+    #: Whether `json_schema` constrains the output (structured output / grammar).
+    supports_json_schema: bool = False
 
     def __init__(self, max_in_flight: int = 16) -> None:
         if max_in_flight < 1:
@@ -54,7 +58,13 @@ class Backend(abc.ABC):
 
     def describe(self) -> dict[str, object]:
         """Settings safe to write into a trace or a run record (no secrets)."""
-        return {"backend": self.name, "max_in_flight": self.max_in_flight, "supports_n": self.supports_n}
+        return {
+            "backend": self.name,
+            "max_in_flight": self.max_in_flight,
+            "supports_n": self.supports_n,
+            "supports_tools": self.supports_tools,
+            "supports_json_schema": self.supports_json_schema,
+        }
 
     async def __aenter__(self) -> Backend:
         return self

@@ -18,7 +18,7 @@ import httpx
 from pydantic import SecretStr
 
 from reasoner.backends.base import Backend, BackendError
-from reasoner.types import Choice, Completion, GenerationRequest
+from reasoner.types import Choice, Completion, GenerationRequest, Message, ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     supports_n = True
+    supports_tools = True
+    supports_json_schema = True
 
     def __init__(
         self,
@@ -189,7 +191,7 @@ class OpenAIBackend(Backend):
         if self.model is not None:
             body["model"] = self.model
         if chat:
-            body["messages"] = [m.model_dump() for m in request.as_messages(can_prefill=self.continue_final)]
+            body["messages"] = [_message_json(m) for m in request.as_messages(can_prefill=self.continue_final)]
             if self.continue_final and request.prefill is not None:
                 # vLLM's (and transformers') names for "continue the last assistant turn".
                 body.update(continue_final_message=True, add_generation_prompt=False)
@@ -202,6 +204,13 @@ class OpenAIBackend(Backend):
             body["seed"] = request.seed
         if request.logprobs:
             body["logprobs"] = True if chat else 1
+        if request.tools:
+            body["tools"] = list(request.tools)
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
+            }
         body.update(self.extra_body)
         return body
 
@@ -286,18 +295,36 @@ def retry_after_seconds(headers: httpx.Headers, now: datetime | None = None) -> 
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
+def _message_json(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
 def _parse_completion(data: Any, chat: bool) -> Completion:
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
         raise _Malformed("no `choices`")
     choices: list[Choice] = []
     try:
         for raw in sorted(data["choices"], key=lambda c: c.get("index", 0)):
-            text = (raw.get("message") or {}).get("content") if chat else raw.get("text")
+            message = raw.get("message") or {}
+            text = message.get("content") if chat else raw.get("text")
+            calls = [
+                ToolCall(id=c.get("id", ""), name=c["function"]["name"], arguments=c["function"].get("arguments") or "{}")
+                for c in message.get("tool_calls") or []
+            ]
             choices.append(
                 Choice(
                     text=text or "",
                     finish_reason=raw.get("finish_reason"),
                     token_logprobs=_token_logprobs(raw.get("logprobs"), chat),
+                    tool_calls=calls or None,
                 )
             )
         usage = data.get("usage") or {}

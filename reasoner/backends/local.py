@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import random
 import threading
@@ -90,6 +91,7 @@ class LlamaCppBackend(Backend):
 
     name = "llamacpp"
     supports_n = True  # n samples are drawn back to back; llama.cpp reuses the shared prompt's KV cache
+    supports_json_schema = True  # through a grammar compiled from the schema
 
     def __init__(
         self,
@@ -181,10 +183,13 @@ class LlamaCppBackend(Backend):
         start = time.perf_counter()
         if cancel.is_set():
             raise _Cancelled()
-        from llama_cpp import StoppingCriteriaList
+        from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
         llm = self.llm
         prompt = self.render(request)
+        grammar = None
+        if request.json_schema is not None:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
         base_seed = request.seed if request.seed is not None else self._rng.randrange(2**31)
         want_logprobs = request.logprobs and self.logprobs
         choices: list[Choice] = []
@@ -198,6 +203,7 @@ class LlamaCppBackend(Backend):
                 stop=list(request.stop or []),
                 seed=base_seed + i,  # distinct samples for n > 1, reproducible for a given seed
                 logprobs=1 if want_logprobs else None,
+                grammar=grammar,
                 stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: cancel.is_set()]),
             )
             if cancel.is_set():
