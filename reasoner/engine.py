@@ -12,6 +12,7 @@ import inspect
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from reasoner.backends.base import Backend
@@ -20,11 +21,23 @@ from reasoner.types import Completion, GenerationRequest, Usage
 
 MAX_N = 128
 
+#: Called as `on_node(event, node_id, attrs)` with event "start", "done" or "failed"; `attrs` are
+#: the node's trace attributes. For live displays (the terminal agent); must not block.
+NodeListener = Callable[[str, NodeId, dict[str, Any]], None]
+
 
 class Engine:
-    def __init__(self, backend: Backend, *, merge_n: bool = True) -> None:
+    def __init__(self, backend: Backend, *, merge_n: bool = True, on_node: NodeListener | None = None) -> None:
         self.backend = backend
         self.merge_n = merge_n
+        self.on_node = on_node
+
+    def _tell(self, graph: Graph, event: str, nodes: list[NodeId]) -> None:
+        if self.on_node is None:
+            return
+        for node in nodes:
+            attrs = graph.nx.nodes[node]
+            self.on_node(event if event == "start" else attrs["status"], node, attrs)
 
     async def run(self, graph: Graph) -> Usage:
         """Run until no node can make progress; return what the model calls cost.
@@ -41,7 +54,7 @@ class Engine:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    running.pop(task)
+                    self._tell(graph, "end", running.pop(task))
         finally:
             for task in running:
                 task.cancel()
@@ -55,6 +68,7 @@ class Engine:
         self, graph: Graph, ready: list[NodeId], running: dict[asyncio.Task[None], list[NodeId]], t0: float
     ) -> None:
         groups: dict[str, list[tuple[NodeId, GenerationRequest]]] = defaultdict(list)
+        self._tell(graph, "start", ready)
         for node in ready:
             attrs = graph.nx.nodes[node]
             attrs["status"] = "running"
@@ -69,6 +83,7 @@ class Engine:
                     raise TypeError(f"a model node must build a GenerationRequest, got {type(request).__name__}")
             except Exception as exc:  # noqa: BLE001 - recorded on the node, propagated to dependants
                 graph.fail(node, _describe(exc))
+                self._tell(graph, "end", [node])
                 continue
             attrs["request"] = request.model_dump(mode="json", exclude_none=True)
             # Identical siblings are grouped even without `n` support: `_complete` then splits the

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from reasoner.backends.base import Backend
-from reasoner.engine import Engine
+from reasoner.engine import Engine, NodeListener
 from reasoner.graph import Graph, NodeId
 from reasoner.types import Answer, GenerationRequest, Message, Solution
 
@@ -60,10 +60,11 @@ class Strategy(BaseModel):
     def settings(self) -> dict[str, Any]:
         return {"strategy": self.name, **self.model_dump(mode="json")}
 
-    async def solve(self, question: str, backend: Backend) -> Solution:
+    async def solve(self, question: str, backend: Backend, *, on_node: NodeListener | None = None) -> Solution:
+        """Build the graph for `question` and run it; `on_node` watches steps as they start and end."""
         graph = Graph()
         final = self.build(graph, question)
-        usage = await Engine(backend).run(graph)
+        usage = await Engine(backend, on_node=on_node).run(graph)
         status = graph.status(final)
         result: Answer | None = graph.output(final) if status == "done" else None
         error = None

@@ -233,3 +233,12 @@ def test_a_backend_can_be_reused_across_event_loops() -> None:
 
     assert asyncio.run(burst()) == ["y"] * 3
     assert asyncio.run(burst()) == ["y"] * 3
+
+
+async def test_listeners_see_every_node_start_and_end() -> None:
+    events: list[tuple[str, str]] = []
+    graph = Graph()
+    a = graph.generate(req("x"), label="a")
+    graph.function(lambda ctx: 1 / 0, after=[a], label="b")
+    await Engine(ScriptedBackend([("x", "y")]), on_node=lambda e, n, attrs: events.append((e, n))).run(graph)
+    assert events == [("start", "a"), ("done", "a"), ("start", "b"), ("failed", "b")]
