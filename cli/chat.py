@@ -1,0 +1,255 @@
+"""`reasoner chat`: a conversation in the terminal with a model that reasons and uses tools in the open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.text import Text
+
+from reasoner.backends.base import Backend, BackendError
+from reasoner.backends.spec import open_backend
+from reasoner.prompts import Templates
+from reasoner.strategy import Strategy, available, get_strategy
+from reasoner.trace import render_tree
+from reasoner.types import Solution
+
+templates = Templates("cli")
+HISTORY_FILE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reasoner" / "chat_history"
+
+HELP = """[bold]commands[/bold]
+  /help              this list
+  /strategy NAME     switch strategy ({strategies})
+  /model SPEC        switch model (local, llamacpp:PATH, http://HOST:PORT/v1, openai:MODEL)
+  /tools \\[a,b]       show the tools, or choose them (calculator, python, search)
+  /trace             the last turn's graph of calls
+  /save FILE         save the session as FILE.json and FILE.md
+  /reset             forget the conversation
+  /quit              leave (Ctrl-D works too)
+Ctrl-C during a turn cancels it."""
+
+# Colours per kind of step, so thoughts, actions and observations read apart at a glance.
+STEP_STYLE = {"thought": "cyan", "action": "magenta", "observation": "yellow", "tool": "yellow", "model": "blue"}
+
+
+class Turn(BaseModel):
+    question: str
+    answer: str | None = None
+    text: str = ""
+    error: str | None = None
+    strategy: str
+    usage: dict[str, Any] = Field(default_factory=dict)
+    trace: dict[str, Any] = Field(default_factory=dict)
+
+
+class Session(BaseModel):
+    model: str
+    strategy: str
+    tools: list[str]
+    turns: list[Turn] = Field(default_factory=list)
+
+
+class Chat:
+    def __init__(self, model: str, model_name: str | None, strategy: str, tools: list[str], docs: str | None,
+                 context_tokens: int = 2048, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.model_spec = model
+        self.model_name = model_name
+        self.strategies = available()
+        self.session = Session(model=model, strategy=strategy, tools=tools)
+        self.docs = docs
+        self.context_tokens = context_tokens
+        self.backend: Backend | None = None
+
+    # -- the conversation ------------------------------------------------------------------
+
+    def prompt_for(self, question: str) -> tuple[str, bool]:
+        """The question with as much of the conversation as fits; True if older turns were dropped."""
+        budget = self.context_tokens * 4  # ~4 characters a token: a cheap, safe-side estimate
+        kept: list[Turn] = []
+        used = len(question)
+        for turn in reversed([t for t in self.session.turns if t.error is None]):
+            size = len(turn.question) + len(turn.text)
+            if used + size > budget:
+                break
+            kept.insert(0, turn)
+            used += size
+        trimmed = len(kept) < len([t for t in self.session.turns if t.error is None])
+        if not kept:
+            return question, trimmed
+        return templates.render("chat_context.j2", turns=kept, question=question), trimmed
+
+    def strategy(self) -> Strategy:
+        cls = self.strategies[self.session.strategy]
+        options: dict[str, Any] = {}
+        if "tools" in cls.model_fields:
+            options["tools"] = self.session.tools
+        if "docs" in cls.model_fields and self.docs:
+            options["docs"] = self.docs
+        return get_strategy(self.session.strategy, **options)
+
+    async def backend_ready(self) -> Backend:
+        if self.backend is None:
+            self.backend = await open_backend(self.model_spec, model_name=self.model_name)
+        return self.backend
+
+    def show_step(self, event: str, node: str, attrs: dict[str, Any]) -> None:
+        if event not in ("done", "failed"):
+            return
+        label, kind = attrs.get("label", node), attrs.get("kind", "")
+        style = STEP_STYLE.get(label, STEP_STYLE.get(kind, "white"))
+        if event == "failed":
+            if "upstream" not in attrs:  # one line for the cause, not one per dependant
+                self.console.print(Text(f"✗ {node}: {attrs.get('error', '')}", style="red"))
+            return
+        output = attrs.get("output")
+        if kind == "model" and isinstance(output, dict):
+            texts = [c.get("text", "") for c in output.get("choices", [])]
+            body = texts[0] if len(texts) == 1 else "\n".join(f"[{i}] {t.strip()}" for i, t in enumerate(texts))
+        elif kind == "tool" and isinstance(output, dict) and "output" in output:
+            body = f"{output.get('tool', '')} → {output['output']}"
+        else:
+            return  # pure steps (parse, vote) add nothing a reader needs live
+        body = body.strip()
+        if body:
+            self.console.print(Text(f"{label} ", style=f"bold {style}") + Text(body[:2000], style=style))
+
+    async def turn(self, question: str) -> Turn:
+        prompt, trimmed = self.prompt_for(question)
+        if trimmed:
+            self.console.print("[dim](older turns dropped to fit the model's context window)[/dim]")
+        backend = await self.backend_ready()
+        started = time.perf_counter()
+        solution: Solution = await self.strategy().solve(prompt, backend, on_node=self.show_step)
+        u = solution.usage
+        turn = Turn(question=question, answer=solution.answer, text=solution.text, error=solution.error,
+                    strategy=self.session.strategy, usage=u.model_dump(), trace=solution.trace)
+        if solution.error:
+            self.console.print(f"[red]error:[/red] {escape(solution.error)}")
+        else:
+            shown = solution.answer if solution.answer is not None else "(no numeric answer)"
+            self.console.print(Panel(f"[bold]{escape(shown)}[/bold]", title="answer", border_style="green", expand=False))
+        self.console.print(
+            f"[dim]{u.calls} calls · {u.prompt_tokens}+{u.completion_tokens} tokens · "
+            f"{time.perf_counter() - started:.1f} s · {self.session.strategy}[/dim]"
+        )
+        return turn
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False means leave."""
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        if name in ("quit", "exit", "q"):
+            return False
+        if name == "help":
+            self.console.print(HELP.format(strategies=", ".join(sorted(self.strategies))))
+        elif name == "strategy":
+            if arg not in self.strategies:
+                self.console.print(f"[red]unknown strategy {escape(arg)!r}[/red]; one of: {', '.join(sorted(self.strategies))}")
+            else:
+                self.session.strategy = arg
+                self.console.print(f"strategy: [bold]{arg}[/bold]")
+        elif name == "model":
+            if not arg:
+                self.console.print(f"model: [bold]{escape(self.model_spec)}[/bold]")
+            else:
+                self.switch_model(arg)
+        elif name == "tools":
+            if arg:
+                self.session.tools = [t.strip() for t in arg.split(",") if t.strip()]
+            self.console.print(f"tools: [bold]{', '.join(self.session.tools) or 'none'}[/bold]")
+        elif name == "trace":
+            if not self.session.turns:
+                self.console.print("no turn yet")
+            else:
+                self.console.print(render_tree(self.session.turns[-1].trace, title="last turn"))
+        elif name == "save":
+            self.save(arg or "reasoner-chat")
+        elif name == "reset":
+            self.session.turns.clear()
+            self.console.print("conversation forgotten")
+        else:
+            self.console.print(f"[red]unknown command /{escape(name)}[/red]")
+            self.console.print(HELP.format(strategies=", ".join(sorted(self.strategies))))
+        return True
+
+    def switch_model(self, spec: str) -> None:
+        try:
+            backend = asyncio.run(open_backend(spec, model_name=self.model_name))
+        except BackendError as exc:
+            self.console.print(f"[red]error:[/red] {escape(str(exc))}")
+            return
+        self.backend, self.model_spec = backend, spec
+        self.session.model = spec
+        self.console.print(f"model: [bold]{escape(spec)}[/bold]")
+
+    def save(self, target: str) -> None:
+        base = Path(target).with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.with_suffix(".json").write_text(self.session.model_dump_json(indent=2))
+        base.with_suffix(".md").write_text(templates.render("chat_transcript.md.j2", session=self.session))
+        self.console.print(f"saved {base}.json and {base}.md")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            import readline  # line editing and history where the platform has it
+
+            HISTORY_FILE.parent.mkdir(parents=True, exist_ok=True)
+            if HISTORY_FILE.exists():
+                readline.read_history_file(HISTORY_FILE)
+        except (ImportError, OSError):
+            readline = None  # type: ignore[assignment]
+        self.console.print(
+            f"[bold]reasoner chat[/bold] · model {escape(self.model_spec)} · strategy {self.session.strategy} · "
+            "/help for commands"
+        )
+        try:
+            while True:
+                try:
+                    line = input("you> ").strip()
+                except EOFError:
+                    self.console.print()
+                    return 0
+                except KeyboardInterrupt:
+                    self.console.print()
+                    continue
+                if not line:
+                    continue
+                if line.startswith("/"):
+                    if not self.command(line):
+                        return 0
+                    continue
+                try:
+                    # asyncio.run turns Ctrl-C into cancelling the turn: every request in flight is
+                    # cancelled before KeyboardInterrupt reaches us.
+                    self.session.turns.append(asyncio.run(self.turn(line)))
+                except KeyboardInterrupt:
+                    self.console.print("[yellow]turn cancelled[/yellow]")
+                except (BackendError, ValueError, OSError) as exc:
+                    self.console.print(f"[red]error:[/red] {escape(str(exc))}")
+        finally:
+            if readline is not None:
+                try:
+                    readline.write_history_file(HISTORY_FILE)
+                except OSError:
+                    pass
+
+
+def main(args: Any) -> int:
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs)
+    if args.strategy not in chat.strategies:
+        chat.console.print(f"[red]unknown strategy {args.strategy!r}[/red]")
+        return 2
+    return chat.run()

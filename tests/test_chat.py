@@ -1,0 +1,164 @@
+"""`reasoner chat` driven as a person would: in a pseudo-terminal, typing and reading the screen."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reasoner.fake_openai import FakeOpenAIServer
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+
+
+def _take_terminal() -> None:
+    # A session of its own with the pty as controlling terminal, so Ctrl-C typed into the pty
+    # becomes SIGINT for the program, as in a real terminal.
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """The real `reasoner chat` process on a pty: `type` a line, `expect` text on the screen."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "chat", *args],
+            stdin=slave, stdout=slave, stderr=slave, close_fds=True, preexec_fn=_take_terminal,
+            env={**os.environ, "COLUMNS": "120", "TERM": "xterm", **(env or {})},
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def read(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                self.screen += ANSI.sub("", data.decode("utf-8", "replace")).replace("\r", "")
+            elif self.proc.poll() is not None:
+                return
+
+    def expect(self, pattern: str, timeout: float = 20) -> float:
+        """Wait until `pattern` (a regex) shows after what was already matched; return the wait."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if re.search(pattern, self.screen):
+                found = re.search(pattern, self.screen)
+                assert found
+                self.screen = self.screen[found.end():]
+                return time.monotonic() - start
+            self.read(0.1)
+        raise AssertionError(f"{pattern!r} did not appear within {timeout}s; screen:\n{self.screen[-3000:]}")
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def interrupt(self) -> None:
+        self.type("\x03")  # Ctrl-C, through the terminal's line discipline, as a person sends it
+
+    def close(self) -> int | None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        os.close(self.master)
+        return self.proc.returncode
+
+
+def responder(body: dict[str, Any], index: int) -> str:
+    prompt = json.dumps(body)
+    if "slowly" in prompt:
+        return "word " * 50
+    return " 12 * 3 = 36.\nThe answer is 36."
+
+
+@pytest.fixture
+def server():  # type: ignore[no-untyped-def]
+    with FakeOpenAIServer("tiny", responder=responder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def term(server, tmp_path):  # type: ignore[no-untyped-def]
+    t = Terminal("--model", server.base_url, "--strategy", "few-shot-cot", env={"XDG_CACHE_HOME": str(tmp_path)})
+    t.expect("you> ")
+    yield t
+    t.close()
+
+
+def test_a_turn_shows_the_reasoning_the_answer_and_a_status_line(term) -> None:  # type: ignore[no-untyped-def]
+    term.type("What is 12 times 3?\n")
+    term.expect(r"reason\s+12 \* 3 = 36")
+    term.expect(r"answer.*\n.*36")
+    term.expect(r"1 calls · \d+\+\d+ tokens · [\d.]+ s · few-shot-cot")
+    term.expect("you> ")
+
+
+def test_trace_shows_the_graph_and_save_writes_valid_files(term, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    term.type("What is 12 times 3?\n")
+    term.expect("you> ")
+    term.type("/trace\n")
+    term.expect(r"last turn\n└── ◆ reason .*\n\s+└── ƒ parse .*answer=36")
+    target = tmp_path / "session"
+    term.type(f"/save {target}\n")
+    term.expect("saved")
+    data = json.loads((tmp_path / "session.json").read_text())
+    assert data["turns"][0]["answer"] == "36" and data["turns"][0]["trace"]["nodes"]
+    assert "## 1. What is 12 times 3?" in (tmp_path / "session.md").read_text()
+
+
+def test_unknown_command_gets_help_not_a_traceback(term) -> None:  # type: ignore[no-untyped-def]
+    term.type("/frobnicate\n")
+    term.expect("unknown command /frobnicate")
+    term.expect("/strategy NAME")
+    term.expect("you> ")
+    assert "Traceback" not in term.screen
+
+
+def test_ctrl_c_mid_turn_returns_to_the_prompt_quickly(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server.latency_s = 30  # a turn that would take long
+    t = Terminal("--model", server.base_url, "--strategy", "few-shot-cot", env={"XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        t.expect("you> ")
+        t.type("Count slowly please\n")
+        time.sleep(1.0)
+        t.interrupt()
+        waited = t.expect("turn cancelled", timeout=5)
+        t.expect("you> ", timeout=2)
+        assert waited < 1.0
+        t.type("/quit\n")
+        t.read(3)
+        assert t.proc.wait(5) == 0
+    finally:
+        t.close()
+
+
+def test_strategy_switch_and_errors_keep_the_session_going(term) -> None:  # type: ignore[no-untyped-def]
+    term.type("/strategy nonsense\n")
+    term.expect("unknown strategy 'nonsense'")
+    term.type("/strategy zero-shot-cot\n")
+    term.expect("strategy: zero-shot-cot")
+    term.type("/model nonsense\n")
+    term.expect("unknown model spec 'nonsense'")
+    term.type("\x04")  # Ctrl-D leaves cleanly
+    term.read(3)
+    assert term.proc.wait(5) == 0
