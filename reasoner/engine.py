@@ -20,6 +20,7 @@ from reasoner.graph import Ctx, Forward, Graph, NodeFailed, NodeId
 from reasoner.types import Completion, GenerationRequest, Usage
 
 MAX_N = 128
+BACKEND_FEATURES = ("name", "supports_n", "supports_tools", "supports_json_schema")
 
 #: Called as `on_node(event, node_id, attrs)` with event "start", "done" or "failed"; `attrs` are
 #: the node's trace attributes. For live displays (the terminal agent); must not block.
@@ -46,6 +47,9 @@ class Engine:
         Cancelling `run` cancels every request in flight.
         """
         t0 = time.perf_counter()
+        # What the backend can do, for nodes that adapt to it at run time (ReAct calls tools
+        # natively where it can); strategies never see the backend at build time.
+        graph.nx.graph["backend"] = {k: getattr(self.backend, k) for k in BACKEND_FEATURES}
         running: dict[asyncio.Task[None], list[NodeId]] = {}
         try:
             while True:

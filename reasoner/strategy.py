@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -82,11 +84,19 @@ class Strategy(BaseModel):
         )
 
 
+@cache
 def available() -> dict[str, type[Strategy]]:
-    """Every installed strategy, by name (the `reasoner.strategies` entry-point group)."""
+    """Every installed strategy, by name (the `reasoner.strategies` entry-point group).
+
+    Read once per process. A plug-in that fails to import is left out with a warning rather than
+    taking every other strategy down with it.
+    """
     found: dict[str, type[Strategy]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a plug-in
+            warnings.warn(f"strategy {ep.name!r} ({ep.value}) could not be loaded: {exc}", stacklevel=2)
     return found
 
 
