@@ -123,69 +123,77 @@ class Engine:
             graph.finish(node, result)
 
     async def _run_model(self, graph: Graph, batch: list[tuple[NodeId, GenerationRequest]], t0: float) -> None:
-        nodes = [node for node, _ in batch]
         total_n = sum(request.n for _, request in batch)
         request = batch[0][1].model_copy(update={"n": total_n})
         try:
-            completion = await self._complete(request)
-            if len(completion.choices) != total_n:
-                raise ValueError(f"asked for {total_n} samples, the backend returned {len(completion.choices)}")
+            parts = await self._complete(request)
         except asyncio.CancelledError:
-            for node in nodes:
+            for node, _ in batch:
                 graph.fail(node, "cancelled")
             raise
-        except Exception as exc:  # noqa: BLE001
-            for node in nodes:
-                graph.fail(node, _describe(exc))
-                graph.nx.nodes[node]["ended_s"] = round(time.perf_counter() - t0, 6)
-            return
+        # One entry per sample: (its part, the choice) or the error that part ended with. A request
+        # with n fails as a whole; split-up requests fail one sample at a time.
+        samples: list[tuple[Completion, Any] | BaseException] = []
+        for asked, part in parts:
+            if isinstance(part, BaseException):
+                samples.extend([part] * asked)
+            elif len(part.choices) != asked:
+                samples.extend([ValueError(f"asked for {asked} samples, the backend returned {len(part.choices)}")] * asked)
+            else:
+                samples.extend((part, choice) for choice in part.choices)
         ended = round(time.perf_counter() - t0, 6)
-        # The shared prompt is billed once, to the first node; completion tokens follow the choices.
+        billed: set[int] = set()
         offset = 0
-        for i, (node, req) in enumerate(batch):
-            choices = completion.choices[offset : offset + req.n]
+        for node, req in batch:
+            mine = samples[offset : offset + req.n]
             offset += req.n
-            tokens = _completion_tokens(completion, choices, total_n, req.n)
+            attrs = graph.nx.nodes[node]
+            attrs["ended_s"] = ended
+            if len(batch) > 1:
+                attrs["merged"] = {"with": [n for n, _ in batch if n != node], "n": total_n}
+            errors = [s for s in mine if isinstance(s, BaseException)]
+            if errors:
+                graph.fail(node, _describe(errors[0]))
+                continue
+            # Each request's prompt is billed once, to the first node holding one of its samples.
+            own_parts = {id(p): p for p, _ in mine}  # type: ignore[misc]
+            new = [p for key, p in own_parts.items() if key not in billed]
+            billed.update(own_parts)
+            choices = [c for _, c in mine]  # type: ignore[misc]
+            tokens = sum(_choice_tokens(p, c) for p, c in mine)  # type: ignore[misc]
+            latency = max(p.latency_s for p in own_parts.values())
             share = Completion(
                 choices=choices,
-                prompt_tokens=completion.prompt_tokens if i == 0 else 0,
+                prompt_tokens=sum(p.prompt_tokens for p in new),
                 completion_tokens=tokens,
-                latency_s=completion.latency_s,
-                model=completion.model,
+                latency_s=latency,
+                model=next(iter(own_parts.values())).model,
+                calls=len(new),
             )
-            attrs = graph.nx.nodes[node]
             attrs.update(
-                calls=completion.calls if i == 0 else 0,
+                calls=share.calls,
                 prompt_tokens=share.prompt_tokens,
                 completion_tokens=tokens,
-                latency_s=round(completion.latency_s, 6),
-                ended_s=ended,
+                latency_s=round(latency, 6),
             )
-            if len(batch) > 1:
-                attrs["merged"] = {"with": [n for n in nodes if n != node], "n": total_n}
             graph.finish(node, share)
 
-    async def _complete(self, request: GenerationRequest) -> Completion:
-        """One request with `n`, or `n` concurrent requests where the backend cannot sample `n`."""
+    async def _complete(self, request: GenerationRequest) -> list[tuple[int, Completion | BaseException]]:
+        """One request with `n`, or `n` concurrent single requests where the backend cannot sample
+        `n`; each result, with the samples it was asked for, is a completion or its error."""
         if request.n == 1 or self.backend.supports_n:
-            completion = await self.backend.generate(request)
-            completion.calls = 1
-            return completion
-
-        def single(i: int) -> GenerationRequest:
+            requests = [request]
+        else:
             # Distinct seeds, so a seeded request still yields distinct samples.
-            seed = None if request.seed is None else request.seed + i
-            return request.model_copy(update={"n": 1, "seed": seed})
-
-        parts = await asyncio.gather(*(self.backend.generate(single(i)) for i in range(request.n)))
-        return Completion(
-            choices=[c for part in parts for c in part.choices],
-            prompt_tokens=sum(p.prompt_tokens for p in parts),
-            completion_tokens=sum(p.completion_tokens for p in parts),
-            latency_s=max(p.latency_s for p in parts),
-            model=parts[0].model,
-            calls=len(parts),
-        )
+            requests = [
+                request.model_copy(update={"n": 1, "seed": None if request.seed is None else request.seed + i})
+                for i in range(request.n)
+            ]
+        results = await asyncio.gather(*(self.backend.generate(r) for r in requests), return_exceptions=True)
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+        return [(r.n, result) for r, result in zip(requests, results)]
 
 
 def _batches(members: list[tuple[NodeId, GenerationRequest]]) -> list[list[tuple[NodeId, GenerationRequest]]]:
@@ -200,11 +208,11 @@ def _batches(members: list[tuple[NodeId, GenerationRequest]]) -> list[list[tuple
     return batches
 
 
-def _completion_tokens(completion: Completion, choices: list[Any], total_n: int, n: int) -> int:
-    counted = [c.completion_tokens for c in choices]
-    if all(t is not None for t in counted):
-        return sum(counted)  # type: ignore[arg-type]
-    return round(completion.completion_tokens * n / total_n)
+def _choice_tokens(part: Completion, choice: Any) -> int:
+    """A sample's completion tokens: its own count, else an even share of its request's."""
+    if choice.completion_tokens is not None:
+        return int(choice.completion_tokens)
+    return round(part.completion_tokens / max(1, len(part.choices)))
 
 
 def _describe(exc: BaseException) -> str:

@@ -54,6 +54,13 @@ class Ctx(Mapping[NodeId, Any]):
     def __len__(self) -> int:
         return len(self.graph.nx.pred[self.node])
 
+    def ok(self, key: NodeId) -> bool:
+        """Whether a dependency succeeded (a tolerant node also runs after failed ones)."""
+        return self.graph.status(key) == "done"
+
+    def error(self, key: NodeId) -> str | None:
+        return self.graph.nx.nodes[key].get("error")
+
 
 class NodeFailed(Exception):
     """A node's own error, or the error of a node it depends on."""
@@ -97,15 +104,21 @@ class Graph:
         build = request if callable(request) else (lambda _ctx, r=request: r)
         return self._add("model", build, after, label)
 
-    def function(self, fn: Callback, *, after: Iterable[NodeId] = (), label: str = "function") -> NodeId:
-        """A pure step (parse, vote, select, decide what comes next). May be sync or async."""
-        return self._add("function", fn, after, label)
+    def function(
+        self, fn: Callback, *, after: Iterable[NodeId] = (), label: str = "function", tolerate_failures: bool = False
+    ) -> NodeId:
+        """A pure step (parse, vote, select, decide what comes next). May be sync or async.
+
+        With `tolerate_failures` it runs once every dependency has finished, failed ones included
+        (`ctx.ok(dep)` tells them apart): a vote over samples survives one failed sample.
+        """
+        return self._add("function", fn, after, label, tolerant=tolerate_failures)
 
     def tool(self, fn: Callback, *, after: Iterable[NodeId] = (), label: str = "tool") -> NodeId:
         """A tool call: a function whose trace is marked as a tool use."""
         return self._add("tool", fn, after, label)
 
-    def _add(self, kind: Kind, fn: Callback, after: Iterable[NodeId], label: str) -> NodeId:
+    def _add(self, kind: Kind, fn: Callback, after: Iterable[NodeId], label: str, tolerant: bool = False) -> NodeId:
         root = self._root
         node = f"{self.prefix}{label}"
         if node in root.nx:
@@ -115,6 +128,8 @@ class Graph:
             if dep not in root.nx:
                 raise KeyError(f"node {node!r} depends on unknown node {dep!r}")
         root.nx.add_node(node, kind=kind, label=label, status="pending", order=root.nx.number_of_nodes())
+        if tolerant:
+            root.nx.nodes[node]["tolerant"] = True
         root._callbacks[node] = fn
         for dep in after:
             root.nx.add_edge(dep, node)
@@ -127,6 +142,8 @@ class Graph:
 
     def _count_dependency(self, dep: NodeId, node: NodeId) -> None:
         status = self.nx.nodes[dep]["status"]
+        if status == "failed" and self.nx.nodes[node].get("tolerant"):
+            return
         if status == "failed":
             self._fail(node, f"depends on failed node {dep!r}", upstream=dep)
         elif status != "done":
@@ -197,7 +214,13 @@ class Graph:
             if up is not None:
                 attrs["upstream"] = up
             for succ in self.nx.successors(current):
-                stack.append((succ, f"depends on failed node {current!r}", current))
+                succ_attrs = self.nx.nodes[succ]
+                if succ_attrs.get("tolerant") and succ_attrs["status"] == "pending":
+                    self._unfinished_preds[succ] -= 1
+                    if self._unfinished_preds[succ] == 0:
+                        self._ready.append(succ)
+                else:
+                    stack.append((succ, f"depends on failed node {current!r}", current))
 
     def status(self, node: NodeId) -> Status:
         return self._root.nx.nodes[node]["status"]

@@ -156,10 +156,16 @@ class SelfConsistency(Strategy):
             sampled = earlier + fresh
             rounds = math.ceil(len(sampled) / round_size)
             label = "vote" if rounds == 1 else f"vote{rounds}"
-            return graph.function(lambda ctx: vote(ctx, sampled, rounds), after=sampled, label=label)
+            return graph.function(
+                lambda ctx: vote(ctx, sampled, rounds), after=sampled, label=label, tolerate_failures=True
+            )
 
         def vote(ctx: Ctx, sampled: list[NodeId], rounds: int) -> Answer | Forward:
-            results = [ctx[node] for node in sampled]
+            # A failed sample (a timeout, a server error) costs one vote, not the whole question.
+            failed = [node for node in sampled if not ctx.ok(node)]
+            if len(failed) == len(sampled):
+                raise RuntimeError(f"all {len(sampled)} samples failed; first: {ctx.error(failed[0])}")
+            results = [ctx[node] for node in sampled if ctx.ok(node)]
             for node, result in zip(sampled, results):
                 if not isinstance(result, Answer):
                     raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
@@ -167,7 +173,10 @@ class SelfConsistency(Strategy):
             if len(sampled) < self.samples and not should_stop(self.stopping, answers, self.window, self.threshold):
                 return Forward(next_round(sampled))
             winner, details = majority_vote(results, self.weighted)
-            details.update(samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds)
+            details.update(
+                samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds,
+                failed_samples=len(failed),
+            )
             return Answer(answer=winner, text=results[details["sample"]].text, score=details["agreement"], details=details)
 
         return next_round([])

@@ -242,3 +242,36 @@ async def test_listeners_see_every_node_start_and_end() -> None:
     graph.function(lambda ctx: 1 / 0, after=[a], label="b")
     await Engine(ScriptedBackend([("x", "y")]), on_node=lambda e, n, attrs: events.append((e, n))).run(graph)
     assert events == [("start", "a"), ("done", "a"), ("start", "b"), ("failed", "b")]
+
+
+async def test_a_tolerant_node_runs_after_failed_dependencies() -> None:
+    graph = Graph()
+    good = graph.function(lambda ctx: 1, label="good")
+    bad = graph.function(lambda ctx: 1 / 0, label="bad")
+    count = graph.function(
+        lambda ctx: ([ctx[d] for d in (good, bad) if ctx.ok(d)], ctx.error(bad)),
+        after=[good, bad],
+        label="count",
+        tolerate_failures=True,
+    )
+    strict = graph.function(lambda ctx: 0, after=[good, bad], label="strict")
+    await Engine(ScriptedBackend([])).run(graph)
+    values, error = graph.output(count)
+    assert values == [1] and "ZeroDivisionError" in error
+    assert graph.status(strict) == "failed"
+
+
+async def test_split_samples_fail_one_at_a_time() -> None:
+    def reply(request: GenerationRequest, i: int) -> str:
+        if request.seed == 21:
+            raise RuntimeError("one bad sample")
+        return f"s{request.seed}"
+
+    backend = ScriptedBackend([("same", reply)], supports_n=False)
+    graph = Graph()
+    nodes = [graph.generate(req("same", temperature=0.7, seed=20), label="s") for _ in range(3)]
+    usage = await Engine(backend).run(graph)
+    assert [graph.status(n) for n in nodes] == ["done", "failed", "done"]
+    assert [graph.output(n).text for n in (nodes[0], nodes[2])] == ["s20", "s22"]
+    assert "one bad sample" in graph.nx.nodes[nodes[1]]["error"]
+    assert usage.calls == 2  # the failed request is not billed

@@ -254,3 +254,18 @@ async def test_four_samples_on_the_embedded_model(local_backend) -> None:  # typ
     nodes = {n["id"]: n for n in solution.trace["nodes"]}
     assert nodes["sample0/reason"]["merged"]["n"] == 4
     assert solution.answer in d["answers"]
+
+
+async def test_a_failed_sample_costs_one_vote_not_the_question() -> None:
+    from reasoner.backends.scripted import ScriptedBackend
+    from strategies.self_consistency import SelfConsistency
+
+    def reply(request, i):  # type: ignore[no-untyped-def]
+        if i == 1:
+            raise RuntimeError("server hiccup")
+        return "The answer is 7."
+
+    backend = ScriptedBackend([("Q: What", reply)], supports_n=False)
+    solution = await SelfConsistency(samples=4, inner="zero-shot-cot").solve("What is 3 + 4?", backend)
+    assert solution.error is None and solution.answer == "7"
+    assert solution.details["failed_samples"] == 1 and solution.details["samples_drawn"] == 4
