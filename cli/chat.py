@@ -58,10 +58,12 @@ class Session(BaseModel):
 
 class Chat:
     def __init__(self, model: str, model_name: str | None, strategy: str, tools: list[str], docs: str | None,
-                 context_tokens: int = 2048, console: Console | None = None) -> None:
+                 context_tokens: int = 2048, console: Console | None = None,
+                 engine_args: dict[str, Any] | None = None) -> None:
         self.console = console or Console()
         self.model_spec = model
         self.model_name = model_name
+        self.engine_args = engine_args or {}
         self.strategies = available()
         self.session = Session(model=model, strategy=strategy, tools=tools)
         self.docs = docs
@@ -97,7 +99,7 @@ class Chat:
 
     async def backend_ready(self) -> Backend:
         if self.backend is None:
-            self.backend = await open_backend(self.model_spec, model_name=self.model_name)
+            self.backend = await open_backend(self.model_spec, model_name=self.model_name, engine_args=self.engine_args)
         return self.backend
 
     def show_step(self, event: str, node: str, attrs: dict[str, Any]) -> None:
@@ -184,7 +186,7 @@ class Chat:
 
     def switch_model(self, spec: str) -> None:
         try:
-            backend = asyncio.run(open_backend(spec, model_name=self.model_name))
+            backend = asyncio.run(open_backend(spec, model_name=self.model_name, engine_args=self.engine_args))
         except BackendError as exc:
             self.console.print(f"[red]error:[/red] {escape(str(exc))}")
             return
@@ -248,7 +250,7 @@ class Chat:
 
 def main(args: Any) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs)
+    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs, engine_args=dict(getattr(args, "vllm_arg", [])))
     if args.strategy not in chat.strategies:
         chat.console.print(f"[red]unknown strategy {args.strategy!r}[/red]")
         return 2

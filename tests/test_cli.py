@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
+from cli.main import _engine_arg, main
 from reasoner.fake_openai import FakeOpenAIServer
 
 
@@ -64,9 +65,29 @@ def test_unknown_model_spec_is_a_clear_error(capsys) -> None:  # type: ignore[no
     assert "unknown model spec 'nonsense'" in capsys.readouterr().err
 
 
-def test_vllm_spec_says_it_is_not_installed(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["solve", "Q?", "--model", "vllm:some/model"]) == 1
-    assert "vLLM backend is not installed" in capsys.readouterr().err
+def test_vllm_spec_errors_say_what_to_do(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["solve", "Q?", "--model", "vllm:/no/such/model"]) == 1
+    err = capsys.readouterr().err
+    if importlib.util.find_spec("vllm") is None:
+        assert "vLLM is not installed" in err and "reasoner[vllm]" in err and "vllm_cpu_setup" in err
+    else:
+        assert "no model folder" in err and "/no/such/model" in err
+
+
+def test_vllm_args_need_a_vllm_model(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["solve", "Q?", "--model", "local", "--vllm-arg", "max_model_len=4096"])
+    assert "--vllm-arg applies only to a vllm: model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["solve", "Q?", "--model", "vllm:x", "--vllm-arg", "max_model_len"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_vllm_arg_values_are_read_as_json_where_they_parse() -> None:
+    assert _engine_arg("max-model-len=4096") == ("max_model_len", 4096)
+    assert _engine_arg("enforce_eager=true") == ("enforce_eager", True)
+    assert _engine_arg("dtype=bfloat16") == ("dtype", "bfloat16")
+    assert _engine_arg("--limit-mm-per-prompt={\"image\": 0}") == ("limit_mm_per_prompt", {"image": 0})
 
 
 def test_strategies_lists_every_strategy(capsys) -> None:  # type: ignore[no-untyped-def]

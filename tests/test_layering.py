@@ -38,7 +38,8 @@ def test_no_layer_imports_a_higher_one(layer: str) -> None:
 def test_an_api_only_user_never_imports_torch() -> None:
     # Heavy engines are imported lazily, only by the backends that need them.
     code = (
-        "import sys, reasoner, reasoner.backends.http, reasoner.backends.spec, cli.main, strategies.few_shot_cot; "
+        "import sys, reasoner, reasoner.backends.http, reasoner.backends.spec, reasoner.backends.vllm_engine, cli.main, "
+        "strategies.few_shot_cot; "
         "reasoner.available(); "
         "heavy = sorted(m for m in ('torch', 'transformers', 'vllm', 'llama_cpp') if m in sys.modules); "
         "print(heavy); sys.exit(1 if heavy else 0)"

@@ -9,8 +9,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -34,6 +34,8 @@ _MAX_QUOTE = 300
 # connections for each idle one); at 64 connections that costs more CPU than the request itself.
 # Several small clients keep it flat: 1000 requests at 64 in flight went from ~7 s to ~1.5 s.
 _CONNECTIONS_PER_CLIENT = 4
+# A failed replica is skipped for 1 s, then 2, 4, ... up to this, while it keeps failing.
+_MAX_COOL_DOWN_S = 30.0
 
 
 @dataclass
@@ -41,6 +43,18 @@ class _Shard:
     client: httpx.AsyncClient
     capacity: int
     busy: int = 0
+
+
+@dataclass
+class _Replica:
+    """One server of the model: its clients, its requests in flight, and whether it is skipped."""
+
+    url: str
+    pool: list[_Shard] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop | None = None
+    in_flight: int = 0
+    failures: int = 0  # in a row
+    down_until: float = 0.0
 
 
 class _Malformed(Exception):
@@ -56,6 +70,12 @@ class OpenAIBackend(Backend):
     A request ending in an assistant message asks the model to continue that message. Servers that
     can (vLLM) do so with `continue_final=True`; otherwise the prefix is folded into the user turn,
     and in completion mode (`chat=False`) the turns are joined into one text prompt.
+
+    Several base URLs (a list, or one comma-separated string) are replicas of one model: each
+    request goes to the replica with the fewest requests in flight. A replica that fails (refused
+    or dropped connection, timeout, 5xx) is skipped, and the request retried at once on another;
+    it gets one trial request after a cool-down that doubles while it keeps failing (1 s to 30 s).
+    When every replica is down, requests wait out the usual backoff between attempts.
     """
 
     name = "openai"
@@ -65,7 +85,7 @@ class OpenAIBackend(Backend):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str | None = None,
         *,
         api_key: str | None = None,
@@ -82,7 +102,13 @@ class OpenAIBackend(Backend):
         super().__init__(max_in_flight)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        self.base_url = base_url.rstrip("/")
+        urls = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+        urls = [u.strip().rstrip("/") for u in urls if u.strip()]
+        if not urls:
+            raise ValueError("OpenAIBackend needs a base URL")
+        self.base_url = ",".join(urls)
+        self._replicas = [_Replica(url) for url in urls]
+        self._turn = 0
         self.model = model
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         # SecretStr keeps the key out of vars(), debuggers and tracebacks that print locals.
@@ -97,9 +123,8 @@ class OpenAIBackend(Backend):
         self.continue_final = continue_final
         #: Replaced in tests to skip real waiting.
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._clock: Callable[[], float] = time.monotonic
         self._rng = random.Random()
-        self._pool: list[_Shard] = []
-        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, chat={self.chat})"
@@ -121,11 +146,11 @@ class OpenAIBackend(Backend):
 
     # -- the client ----------------------------------------------------------------------------------
 
-    def _shards(self) -> list[_Shard]:
+    def _shards(self, replica: _Replica) -> list[_Shard]:
         loop = asyncio.get_running_loop()
         # Pooled connections belong to the loop that opened them, so a backend reused under a
         # new asyncio.run() needs fresh clients.
-        if not self._pool or self._pool_loop is not loop or self._pool[0].client.is_closed:
+        if not replica.pool or replica.loop is not loop or replica.pool[0].client.is_closed:
             headers = {"User-Agent": "reasoner"}
             if self._api_key is not None:
                 headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
@@ -137,10 +162,10 @@ class OpenAIBackend(Backend):
             sizes = [_CONNECTIONS_PER_CLIENT] * (self.max_in_flight // _CONNECTIONS_PER_CLIENT)
             if self.max_in_flight % _CONNECTIONS_PER_CLIENT:
                 sizes.append(self.max_in_flight % _CONNECTIONS_PER_CLIENT)
-            self._pool = [
+            replica.pool = [
                 _Shard(
                     httpx.AsyncClient(
-                        base_url=self.base_url,
+                        base_url=replica.url,
                         headers=headers,
                         timeout=timeout,
                         verify=tls,
@@ -150,26 +175,63 @@ class OpenAIBackend(Backend):
                 )
                 for size in sizes
             ]
-            self._pool_loop = loop
-        return self._pool
+            replica.loop = loop
+        return replica.pool
+
+    def _pick(self) -> _Replica:
+        """The replica with the fewest requests in flight among those not skipped."""
+        now = self._clock()
+        # A replica back from its cool-down takes one trial request before it gets its share.
+        up = [r for r in self._replicas if r.down_until <= now and (r.failures == 0 or r.in_flight == 0)]
+        if not up:
+            # All down: the one due back first; the caller's backoff paces the attempts.
+            return min(self._replicas, key=lambda r: r.down_until)
+        # Ties rotate, so light sequential traffic still reaches every replica.
+        self._turn = (self._turn + 1) % len(up)
+        return min(up[self._turn :] + up[: self._turn], key=lambda r: r.in_flight)
 
     @contextlib.contextmanager
-    def _lease(self) -> Iterator[httpx.AsyncClient]:
-        """The client with the most free connections, counted busy until the block ends."""
-        shard = max(self._shards(), key=lambda s: s.capacity - s.busy)
+    def _lease(self) -> Iterator[tuple[_Replica, httpx.AsyncClient]]:
+        """A replica and its client with the most free connections, counted busy until the block ends."""
+        replica = self._pick()
+        shard = max(self._shards(replica), key=lambda s: s.capacity - s.busy)
         shard.busy += 1
+        replica.in_flight += 1
         try:
-            yield shard.client
+            yield replica, shard.client
         finally:
             shard.busy -= 1
+            replica.in_flight -= 1
+
+    def _failed(self, replica: _Replica, cause: str) -> None:
+        now = self._clock()
+        if replica.down_until > now:
+            return  # its other requests in flight failed too: one failure, not many
+        replica.failures += 1
+        cool_down = min(_MAX_COOL_DOWN_S, 2.0 ** (replica.failures - 1))
+        replica.down_until = now + cool_down
+        if len(self._replicas) > 1:
+            log.warning(self._scrub(f"replica {replica.url} failed ({cause}); skipping it for {cool_down:.0f}s"))
+
+    def _succeeded(self, replica: _Replica) -> None:
+        if replica.failures and len(self._replicas) > 1:
+            log.warning(f"replica {replica.url} is back")
+        replica.failures = 0
+        replica.down_until = 0.0
+
+    def _any_up(self) -> bool:
+        now = self._clock()
+        return any(r.down_until <= now for r in self._replicas)
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, []
-        if self._pool_loop is not asyncio.get_running_loop():
-            return  # closing needs the loop that opened the connections, and that one has ended
-        for shard in pool:
-            if not shard.client.is_closed:
-                await shard.client.aclose()
+        loop = asyncio.get_running_loop()
+        for replica in self._replicas:
+            pool, replica.pool = replica.pool, []
+            if replica.loop is not loop:
+                continue  # closing needs the loop that opened the connections, and that one has ended
+            for shard in pool:
+                if not shard.client.is_closed:
+                    await shard.client.aclose()
 
     # -- calls ---------------------------------------------------------------------------------------
 
@@ -184,6 +246,10 @@ class OpenAIBackend(Backend):
         return completion
 
     async def list_models(self) -> list[str]:
+        return [card["id"] for card in await self.model_cards()]
+
+    async def model_cards(self) -> list[dict[str, Any]]:
+        """The `/models` entries as the server sends them (vLLM's say `"owned_by": "vllm"`)."""
         return await self._call("GET", "/models", None, _parse_models)
 
     def _payload(self, request: GenerationRequest, chat: bool) -> dict[str, Any]:
@@ -218,29 +284,37 @@ class OpenAIBackend(Backend):
         cause = "no attempt made"
         for attempt in range(self.max_attempts):
             wait: float | None = None
-            try:
-                with self._lease() as client:
+            with self._lease() as (replica, client):
+                try:
                     response = await client.request(method, path, json=payload)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            except httpx.HTTPError as exc:  # a bad URL or a client-side protocol error: retrying cannot help
-                raise BackendError(self._scrub(f"{method} {path} failed: {type(exc).__name__}: {exc}")) from None
-            else:
-                status = response.status_code
-                if status in RETRY_STATUSES or status >= 500:
-                    cause = f"HTTP {status}: {self._quote(_server_message(response))}"
-                    wait = retry_after_seconds(response.headers)
-                elif status >= 400:
-                    raise BackendError(
-                        f"{method} {path} was rejected with HTTP {status}: {self._quote(_server_message(response))}"
-                    ) from None
+                except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                    cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    self._failed(replica, cause)
+                except httpx.HTTPError as exc:  # a bad URL or a client-side protocol error: retrying cannot help
+                    raise BackendError(self._scrub(f"{method} {path} failed: {type(exc).__name__}: {exc}")) from None
                 else:
-                    try:
-                        return parse(response.json())
-                    except (ValueError, _Malformed) as exc:
-                        cause = f"malformed response body ({exc}): {self._quote(response.text)}"
+                    status = response.status_code
+                    if status in RETRY_STATUSES or status >= 500:
+                        cause = f"HTTP {status}: {self._quote(_server_message(response))}"
+                        wait = retry_after_seconds(response.headers)
+                        if status >= 500:
+                            self._failed(replica, cause)
+                    elif status >= 400:
+                        raise BackendError(
+                            f"{method} {path} was rejected with HTTP {status}: {self._quote(_server_message(response))}"
+                        ) from None
+                    else:
+                        try:
+                            result = parse(response.json())
+                        except (ValueError, _Malformed) as exc:
+                            cause = f"malformed response body ({exc}): {self._quote(response.text)}"
+                        else:
+                            self._succeeded(replica)
+                            return result
             if attempt + 1 < self.max_attempts:
-                delay = self._backoff(attempt, wait)
+                # Another replica is up: go there now; waiting would only idle it.
+                failed_over = replica.down_until > self._clock() and self._any_up()
+                delay = 0.0 if failed_over else self._backoff(attempt, wait)
                 note = f"{method} {path} attempt {attempt + 1}/{self.max_attempts} failed ({cause})"
                 log.warning(self._scrub(f"{note}; retrying in {delay:.2f}s"))
                 await self._sleep(delay)
@@ -347,11 +421,11 @@ def _token_logprobs(logprobs: Any, chat: bool) -> list[float] | None:
     return [float(v) for v in logprobs.get("token_logprobs") or [] if v is not None]
 
 
-def _parse_models(data: Any) -> list[str]:
+def _parse_models(data: Any) -> list[dict[str, Any]]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise _Malformed("no `data` list")
     try:
-        return [str(m["id"]) for m in data["data"]]
+        return [{**card, "id": str(card["id"])} for card in data["data"]]
     except (KeyError, TypeError) as exc:
         raise _Malformed(f"unexpected shape: {exc}") from None
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from reasoner.backends.base import Backend, BackendError
 
 SPEC_HELP = (
     "model specs: 'local' (embedded SmolLM2), 'llamacpp:PATH.gguf', 'http://HOST:PORT/v1' "
-    "(any OpenAI-compatible server), 'openai:MODEL' (OPENAI_API_KEY, OPENAI_BASE_URL), 'vllm:MODEL'"
+    "(any OpenAI-compatible server; several replicas of one model: comma-separated URLs), "
+    "'openai:MODEL' (OPENAI_API_KEY, OPENAI_BASE_URL), 'vllm:MODEL_OR_PATH' (vLLM in this process)"
 )
 
 
-async def open_backend(spec: str = "local", *, model_name: str | None = None, **options: Any) -> Backend:
-    """The backend a spec names, ready to use. `options` go to the backend's constructor."""
+async def open_backend(
+    spec: str = "local", *, model_name: str | None = None, engine_args: Mapping[str, Any] | None = None, **options: Any
+) -> Backend:
+    """The backend a spec names, ready to use. `options` go to the backend's constructor;
+    `engine_args` to vLLM's engine for a `vllm:` spec (other specs have no engine to configure)."""
     spec = spec.strip()
     if spec in ("", "local"):
         from reasoner.backends.local import LlamaCppBackend
@@ -29,7 +34,11 @@ async def open_backend(spec: str = "local", *, model_name: str | None = None, **
 
         backend = OpenAIBackend(spec.rstrip("/"), model_name, **options)
         if model_name is None:
-            backend.model = await _only_model(backend, spec)
+            cards = await backend.model_cards()
+            backend.model = _only_model([card["id"] for card in cards], spec)
+            # vLLM continues a final assistant message itself; other servers get it folded in.
+            if "continue_final" not in options and all(card.get("owned_by") == "vllm" for card in cards):
+                backend.continue_final = True
         return backend
     if spec.startswith("openai:"):
         from reasoner.backends.http import OpenAIBackend
@@ -37,16 +46,16 @@ async def open_backend(spec: str = "local", *, model_name: str | None = None, **
         base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
         return OpenAIBackend(base_url.rstrip("/"), spec.removeprefix("openai:"), **options)
     if spec.startswith("vllm:"):
-        raise BackendError(
-            "the in-process vLLM backend is not installed in this version of reasoner; "
-            "serve the model with vLLM's OpenAI-compatible server and use its URL as the spec "
-            "(e.g. http://127.0.0.1:8000/v1)"
-        )
+        from reasoner.backends.vllm_engine import VLLMBackend
+
+        model = spec.removeprefix("vllm:")
+        if not model:
+            raise BackendError("'vllm:' needs a model: a Hugging Face id or a local folder, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
+        return VLLMBackend(model, engine_args=engine_args, **options)
     raise BackendError(f"unknown model spec {spec!r}; {SPEC_HELP}")
 
 
-async def _only_model(backend: Any, spec: str) -> str:
-    models = await backend.list_models()
+def _only_model(models: list[str], spec: str) -> str:
     if len(models) == 1:
         return models[0]
     if not models:
