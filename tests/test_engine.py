@@ -275,3 +275,11 @@ async def test_split_samples_fail_one_at_a_time() -> None:
     assert [graph.output(n).text for n in (nodes[0], nodes[2])] == ["s20", "s22"]
     assert "one bad sample" in graph.nx.nodes[nodes[1]]["error"]
     assert usage.calls == 2  # the failed request is not billed
+
+
+async def test_a_solution_names_the_step_where_the_failure_began() -> None:
+    from strategies.zero_shot_cot import ZeroShotCoT
+
+    solution = await ZeroShotCoT().solve("Why?", ScriptedBackend([]))  # no rule matches: the first call fails
+    assert solution.answer is None
+    assert solution.error is not None and solution.error.startswith("reason: ValueError: no scripted rule matches")

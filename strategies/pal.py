@@ -1,0 +1,120 @@
+"""Program-aided language models (Gao et al. 2022, "PAL: Program-aided Language Models").
+
+The model writes the solution as a Python function `solution()` after worked examples (GSM8K train
+problems with programs we wrote); a sandboxed interpreter runs it and its return value is the
+answer, so the arithmetic is done by Python, not by the model. Three nodes: `program` (the model
+call: a plain request, so self-consistency's copies of it merge into one request with n), `run`
+(the sandbox, a tool node) and `answer`. A program that crashes, times out or returns no number is
+recorded in the trace and the question goes to chain-of-thought instead (`fallback`, default
+few-shot-cot, built in the scope "fallback"); details["fallback"] says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import textwrap
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from reasoner.answers import extract_answer, normalize_number
+from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.strategy import Strategy, available, get_strategy
+from reasoner.types import Answer
+from strategies.common import logprob_details, templates
+from tools.base import ToolResult
+from tools.python_sandbox import run_python
+
+PREFILL = "def solution():\n"
+_FENCED = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(?P<code>.*?)(?:```|\Z)", re.S)
+_CODE_START = re.compile(r"^(?:import |from |def )", re.M)
+
+
+def program_from(text: str) -> str:
+    """The program in a completion that continues "def solution():\\n" (or, from a chat model
+    that ignored the prefix, a whole function, perhaps fenced as markdown)."""
+    fenced = _FENCED.search(text)
+    if fenced:
+        text = fenced["code"]
+    if "def solution" not in text:
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if first and not first[0].isspace():
+            # A weak model may drop the body's indentation; indented, the code at least parses.
+            text = textwrap.indent(text, "    ")
+        return (PREFILL + text).rstrip()
+    start = _CODE_START.search(text)
+    return text[start.start() if start else 0 :].rstrip()
+
+
+def number_from(value: Any) -> str | None:
+    """A program's result as a normalised number, or None when it is not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (Decimal, Fraction)) or (not isinstance(value, (int, str)) and hasattr(value, "__float__")):
+        value = float(value)
+    if isinstance(value, float):
+        # Rounded, so 0.1 + 0.2 reads as 0.3; six places are far below GSM8K's precision.
+        return normalize_number(f"{value:.6f}") if math.isfinite(value) else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return normalize_number(value.strip()) or extract_answer(value)
+    return None
+
+
+async def run_program(code: str, timeout_s: float) -> ToolResult:
+    """Run a program in the sandbox (a subprocess, waited for off the event loop); the result's
+    value is what `solution()` returned."""
+    return await asyncio.to_thread(run_python, code, timeout_s=timeout_s)
+
+
+class PAL(Strategy):
+    name = "pal"
+    summary = "The model writes a Python solution() (few-shot); a sandbox runs it; CoT if it fails (1 call + 1 run)."
+
+    max_tokens: int = Field(320, ge=1, description="tokens for the program")
+    timeout_s: float = Field(5.0, gt=0, description="seconds the program may run")
+    fallback: str = Field("few-shot-cot", description="strategy to use when the program fails ('none': no answer)")
+
+    @field_validator("fallback")
+    @classmethod
+    def _known(cls, fallback: str) -> str:
+        if fallback != "none" and (fallback == cls.name or fallback not in available()):
+            raise ValueError(f"fallback must be 'none' or another strategy, not {fallback!r}")
+        return fallback
+
+    def build(self, graph: Graph, question: str) -> NodeId:
+        prompt = templates.render("pal/prompt.j2", question=question)
+        program = graph.generate(self.turn(prompt, PREFILL, stop=("\nQ:", "\n\n\n")), label="program")
+
+        async def run(ctx: Ctx) -> ToolResult:
+            return await run_program(program_from(ctx[program].text), self.timeout_s)
+
+        ran = graph.tool(run, after=[program], label="run")
+
+        def conclude(ctx: Ctx) -> Answer | Forward:
+            code, result = program_from(ctx[program].text), ctx[ran]
+            answer = number_from(result.value) if result.ok else None
+            details = {"program": code, "output": result.output, **logprob_details(ctx[program].choices[0])}
+            if answer is not None:
+                return Answer(answer=answer, text=f"{code}\n\nThe answer is {answer}.", details=details)
+            reason = f"the program failed: {result.error or result.output}" if not result.ok else f"no number in the result {result.value!r}"
+            return Forward(self._fallback(graph, question, {**details, "fallback": reason}))
+
+        return graph.function(conclude, after=[program, ran], label="answer")
+
+    def _fallback(self, graph: Graph, question: str, details: dict[str, Any]) -> NodeId:
+        if self.fallback == "none":
+            return graph.function(lambda _ctx: Answer(answer=None, text=details["program"], details=details), label="fallback")
+        sampling = {k: getattr(self, k) for k in Strategy.model_fields}
+        result = get_strategy(self.fallback, **sampling).build(graph.scope("fallback"), question)
+
+        def mark(ctx: Ctx) -> Answer:
+            answer: Answer = ctx[result]
+            return answer.model_copy(update={"details": {**details, **answer.details, "fallback_strategy": self.fallback}})
+
+        return graph.function(mark, after=[result], label="fallback")
