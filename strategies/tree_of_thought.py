@@ -1,0 +1,205 @@
+"""Tree of thoughts (Yao et al. 2023, "Tree of Thoughts: Deliberate Problem Solving with Large
+Language Models"), on GSM8K.
+
+A state is the question plus the reasoning lines written so far (one line = one thought); it is
+terminal once a line gives the answer ("The answer is N."), or at the depth limit. From each state
+the model proposes next lines (`sample`: `candidates` independent samples of one line, one request
+with n; `propose`: one prompt listing `candidates` different next lines), rates the new states
+(`value`: `n_evaluate` sure/likely/impossible verdicts, averaged with the paper's 20/1/0.001 map;
+`vote`: `n_evaluate` votes for the most promising of a round's states, score = votes), and a search
+(strategies/search.py) keeps the best: `bfs`, a beam of `breadth` states for up to `depth` levels,
+or `dfs`, best-first descent that prunes states under `threshold` and backtracks. The answer is the
+best finished state's (`final="best"`; states that gave an answer rank above those cut off by the
+depth limit) or the majority answer of the states that gave one (`"vote"`).
+
+Defaults, for GSM8K: sample, because a solution line is open-ended text (propose suits small
+closed move sets like Game of 24); value, because it rates each state on its own; bfs with
+breadth 3 and 3 candidates per state, so a level costs at most 3 sampling requests and 9 ratings;
+depth 6, because GSM8K solutions take 2 to 8 lines, most 3 to 5 plus the answer line; generation
+at temperature 0.7 so the samples differ, ratings at 0.3 so 3 of them mostly agree but still
+average to a graded score; a step is one line, so 64 tokens; a verdict is one word, so 8. For dfs,
+threshold 0.5 prunes a state that most of its ratings call impossible (with votes: one no vote
+chose), and 12 expansions allow about two full descents.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from reasoner.answers import extract_answer
+from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.strategy import Strategy
+from reasoner.types import Answer, Completion, GenerationRequest
+from strategies.common import gsm8k_exemplars, templates
+from strategies.search import SearchNode, SearchResult, bfs, dfs
+
+State = tuple[str, ...]  # the reasoning lines so far
+
+VALUES = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
+_VERDICT = re.compile(r"\b(sure|likely|impossible)\b", re.IGNORECASE)
+_FINAL = re.compile(r"\banswer\s*(?:is\b|:)|####|\\boxed", re.IGNORECASE)
+_ITEM = re.compile(r"^[ \t]*\d+[ \t]*[.):][ \t]*(?P<text>.+?)[ \t]*$", re.MULTILINE)
+
+
+def gives_answer(line: str) -> bool:
+    """Whether a reasoning line states the final answer (a marker followed by a number)."""
+    return _FINAL.search(line) is not None and extract_answer(line) is not None
+
+
+def rating(completion: Completion) -> float | None:
+    """The mean value of the verdicts; None when no sample names one."""
+    verdicts = [m[1].lower() for m in (_VERDICT.search(c.text) for c in completion.choices) if m]
+    return sum(VALUES[v] for v in verdicts) / len(verdicts) if verdicts else None
+
+
+def vote_counts(completion: Completion, choices: int) -> list[float]:
+    """Votes per choice: each sample's first number, when it names a choice."""
+    counts = [0.0] * choices
+    for sample in completion.choices:
+        number = re.search(r"\d+", sample.text)
+        if number and 1 <= int(number[0]) <= choices:
+            counts[int(number[0]) - 1] += 1
+    return counts
+
+
+class GSM8KSteps:
+    """The task side of the search: prompts, parsing and the terminal test for one question."""
+
+    def __init__(self, options: TreeOfThought, question: str) -> None:
+        self.o = options
+        self.question = question
+        self.unrated = 0  # states whose ratings named no verdict; scored as "likely", not killed
+
+    def is_terminal(self, state: State) -> bool:
+        return bool(state) and gives_answer(state[-1])
+
+    def expand(self, graph: Graph, nodes: Sequence[SearchNode], tag: str, after: Sequence[NodeId]) -> NodeId:
+        make = self._sample if self.o.generator == "sample" else self._propose
+        calls = [graph.generate(make(n.state), after=after, label=f"{self.o.generator}@{n.tag}") for n in nodes]
+
+        def candidates(ctx: Ctx) -> list[list[State]]:
+            return [[(*n.state, line) for line in self._lines(ctx[c])] for c, n in zip(calls, nodes)]
+
+        return graph.function(candidates, after=calls, label=f"candidates@{tag}")
+
+    def evaluate(self, graph: Graph, nodes: Sequence[SearchNode], after: NodeId, tag: str) -> NodeId:
+        if self.o.evaluator == "vote":
+            user = templates.render("tree_of_thought/vote.j2", question=self.question, choices=[n.state for n in nodes])
+            call = graph.generate(self._rate(user, "tree_of_thought/best.j2"), after=[after], label=f"vote@{tag}")
+            return graph.function(lambda ctx: vote_counts(ctx[call], len(nodes)), after=[call], label=f"votes@{tag}")
+        calls = []
+        for n in nodes:
+            user = templates.render("tree_of_thought/value.j2", question=self.question, steps=n.state)
+            request = self._rate(user, "tree_of_thought/verdict.j2")
+            calls.append(graph.generate(request, after=[after], label=f"value@{n.tag}"))
+
+        def values(ctx: Ctx) -> list[float]:
+            scores = [rating(ctx[c]) for c in calls]
+            self.unrated += scores.count(None)
+            return [VALUES["likely"] if s is None else s for s in scores]
+
+        return graph.function(values, after=calls, label=f"values@{tag}")
+
+    def _sample(self, state: State) -> GenerationRequest:
+        shots = gsm8k_exemplars()[: self.o.k]
+        user = templates.render("tree_of_thought/step.j2", exemplars=shots, question=self.question)
+        prefill = templates.render("tree_of_thought/partial.j2", steps=state)
+        return self.o.turn(user, prefill, n=self.o.candidates, stop=("\n",))
+
+    def _propose(self, state: State) -> GenerationRequest:
+        user = templates.render("tree_of_thought/propose.j2", question=self.question, steps=state, k=self.o.candidates)
+        prefill = templates.render("tree_of_thought/numbered.j2")
+        return self.o.turn(user, prefill, max_tokens=self.o.max_tokens * self.o.candidates, stop=("\n\n",))
+
+    def _lines(self, completion: Completion) -> list[str]:
+        if self.o.generator == "sample":
+            # The first line only, in case a backend ignores the stop, without an "A:" that a model
+            # not shown the prefill as its own may write; an empty sample is no step.
+            lines = [re.sub(r"^A:", "", c.text.strip()).split("\n")[0].strip() for c in completion.choices]
+        else:
+            text = completion.text
+            # The prefill "1." continued, or (where it could not be prefilled) a list begun anew.
+            numbered = text if _ITEM.match(text.lstrip()) else templates.render("tree_of_thought/numbered.j2") + text
+            lines = [m["text"] for m in _ITEM.finditer(numbered)][: self.o.candidates]
+        return [line for line in lines if line]
+
+    def _rate(self, user: str, prefill_template: str) -> GenerationRequest:
+        return self.o.turn(
+            user,
+            templates.render(prefill_template),
+            n=self.o.n_evaluate,
+            temperature=self.o.eval_temperature,
+            max_tokens=self.o.eval_max_tokens,
+            stop=("\n",),
+        )
+
+
+class TreeOfThought(Strategy):
+    name = "tree-of-thought"
+    summary = "Search over reasoning lines: propose next lines, rate the states, keep the best (BFS beam or DFS)."
+
+    search: Literal["bfs", "dfs"] = Field("bfs", description="bfs: a beam per level; dfs: best-first descent, pruning")
+    generator: Literal["sample", "propose"] = Field(
+        "sample", description="sample: independent next lines; propose: one prompt listing several"
+    )
+    evaluator: Literal["value", "vote"] = Field(
+        "value", description="value: rate each state sure/likely/impossible; vote: pick the best of a round"
+    )
+    breadth: int = Field(3, ge=1, description="bfs: states kept per level")
+    depth: int = Field(6, ge=1, description="most reasoning lines in a solution")
+    candidates: int = Field(3, ge=1, le=32, description="next lines proposed per state")
+    n_evaluate: int = Field(3, ge=1, le=32, description="ratings (value) or votes (vote) per evaluation")
+    threshold: float = Field(
+        0.5, ge=0.0, description="dfs: prune states scored below this (value: likely=1, impossible=0.001; vote: votes)"
+    )
+    max_expansions: int = Field(12, ge=1, description="dfs: most states expanded before the search gives up")
+    final: Literal["best", "vote"] = Field(
+        "best", description="the answer: the best-scored finished state's, or the majority of the complete ones"
+    )
+    k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    eval_temperature: float = Field(0.3, ge=0.0, le=2.0, description="temperature of the ratings and votes")
+    max_tokens: int = Field(64, ge=1, description="tokens per reasoning line (propose: per proposed line)")
+    eval_max_tokens: int = Field(8, ge=1, description="tokens per rating or vote")
+
+    def build(self, graph: Graph, question: str) -> NodeId:
+        task = GSM8KSteps(self, question)
+        if self.search == "bfs":
+            found = bfs(graph, (), task, breadth=self.breadth, depth=self.depth)
+        else:
+            found = dfs(graph, (), task, depth=self.depth, threshold=self.threshold, max_expansions=self.max_expansions)
+
+        def conclude(ctx: Ctx) -> Answer:
+            result: SearchResult = ctx[found]
+            # An unfinished state's answer is the last number it reached: a guess, ranked last.
+            answers = [extract_answer("\n".join(n.state)) if n.state else None for n in result.finished]
+            details = {
+                "search": result.stats,
+                "unrated": task.unrated,
+                "finished": [
+                    {"id": n.id, "answer": a, "score": n.score, "complete": n.terminal}
+                    for n, a in zip(result.finished, answers)
+                ],
+            }
+            if not result.finished:
+                return Answer(answer=None, text="", details={**details, "best_path": []})
+            chosen, answer = result.finished[0], answers[0]
+            complete = [(n, a) for n, a in zip(result.finished, answers) if a is not None and n.terminal]
+            if self.final == "vote" and complete:
+                votes = Counter(a for _, a in complete)  # ties go to the better-ranked answer
+                answer = votes.most_common(1)[0][0]
+                chosen = next(n for n, a in complete if a == answer)
+                details["votes"] = dict(votes)
+            return Answer(
+                answer=answer,
+                text="\n".join(chosen.state),
+                score=chosen.score,
+                details={**details, "best_path": list(chosen.state), "best_score": chosen.score},
+            )
+
+        return graph.function(conclude, after=[found], label="answer")
