@@ -40,23 +40,28 @@ def add_strategy_options(parser: argparse.ArgumentParser, strategies: dict[str, 
     Values stay strings here; pydantic converts and validates them for the chosen strategy, so
     a bad value is reported with the option's name.
     """
-    seen: dict[str, str] = {}
-    group = parser.add_argument_group("strategy options")
+    owners: dict[str, list[tuple[str, Any]]] = {}
     for sname, cls in sorted(strategies.items()):
         for field, info in cls.model_fields.items():
-            if field in seen:
-                continue
-            seen[field] = sname
-            flag = "--" + field.replace("_", "-")
-            owner = "all strategies" if field in COMMON else ", ".join(
-                n for n, c in sorted(strategies.items()) if field in c.model_fields
-            )
-            help_text = f"{info.description or field} [{owner}]"
-            if info.annotation is bool:
-                group.add_argument(flag, dest=f"opt_{field}", action="store_const", const="true", help=help_text)
-            else:
-                choices = list(typing.get_args(info.annotation)) if typing.get_origin(info.annotation) is typing.Literal else None
-                group.add_argument(flag, dest=f"opt_{field}", metavar=field.upper(), choices=choices, help=help_text)
+            owners.setdefault(field, []).append((sname, info))
+    group = parser.add_argument_group("strategy options")
+    for field, users in owners.items():
+        flag = "--" + field.replace("_", "-")
+        descriptions = {info.description or field for _, info in users}
+        if field in COMMON:
+            help_text = f"{users[0][1].description or field} [all strategies]"
+        elif len(descriptions) == 1:
+            help_text = f"{descriptions.pop()} [{', '.join(n for n, _ in users)}]"
+        else:  # the same name means different things to different strategies: say each
+            help_text = "; ".join(f"{n}: {info.description or field}" for n, info in users)
+        annotations = [info.annotation for _, info in users]
+        if all(a is bool for a in annotations):
+            group.add_argument(flag, dest=f"opt_{field}", action="store_const", const="true", help=help_text)
+            continue
+        choices = None
+        if all(typing.get_origin(a) is typing.Literal for a in annotations):
+            choices = sorted({str(c) for a in annotations for c in typing.get_args(a)})
+        group.add_argument(flag, dest=f"opt_{field}", metavar=field.upper(), choices=choices, help=help_text)
 
 
 def _flags(fields: list[str]) -> str:
