@@ -139,8 +139,9 @@ FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     # name: (function, min args, max args)
     "abs": (abs, 1, 1),
     "round": (_round, 1, 2),
-    "min": (min, 1, 50),
-    "max": (max, 1, 50),
+    # min and max of one number would be a no-op, and Python reads a lone argument as an iterable.
+    "min": (min, 2, 50),
+    "max": (max, 2, 50),
     "sqrt": (_sqrt, 1, 1),
     "floor": (_floor, 1, 1),
     "ceil": (_ceil, 1, 1),
