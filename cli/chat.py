@@ -116,7 +116,7 @@ class Chat:
             texts = [c.get("text", "") for c in output.get("choices", [])]
             body = texts[0] if len(texts) == 1 else "\n".join(f"[{i}] {t.strip()}" for i, t in enumerate(texts))
         elif kind == "tool" and isinstance(output, dict) and "output" in output:
-            body = f"{output.get('tool', '')} → {output['output']}"
+            body = f"{output.get('tool', '')}[{output.get('input') or ''}] → {output['output']}"
         else:
             return  # pure steps (parse, vote) add nothing a reader needs live
         body = body.strip()

@@ -42,6 +42,8 @@ def _preview(output: Any, width: int = 70) -> str:
     if isinstance(output, dict) and "choices" in output:
         texts = [c.get("text", "") for c in output["choices"]]
         value = texts[0] if len(texts) == 1 else f"[{len(texts)} samples] {texts[0] if texts else ''}"
+    elif isinstance(output, dict) and "tool" in output and "output" in output:
+        value = f"{output['tool']}[{output.get('input') or ''}] → {output['output']}"
     elif isinstance(output, dict) and "answer" in output:
         value = f"answer={output['answer']}"
     else:

@@ -176,10 +176,10 @@ class ReAct(Strategy):
                     explained = templates.render("react/malformed.j2", problem=s.observation, tools=names)
                     return ToolResult(tool="invalid", ok=False, output=explained, error=s.observation)
                 if s.tool == FINISH:
-                    return ToolResult(tool=FINISH, ok=True, output=s.input.strip(), value=s.input.strip())
+                    return ToolResult(tool=FINISH, ok=True, output=s.input.strip(), value=s.input.strip(), input=s.input)
                 if times := repeats(steps, s):
                     message = templates.render("react/repeated.j2", action=s.action, times=times)
-                    return ToolResult(tool=s.tool, ok=False, output=message, error="repeated action")
+                    return ToolResult(tool=s.tool, ok=False, output=message, error="repeated action", input=s.input)
                 return await registry.call(s.tool, s.input)
 
             action = graph.tool(act, after=[thought], label="action")

@@ -21,6 +21,7 @@ class ToolResult(BaseModel):
     tool: str
     ok: bool
     output: str  # what the model sees as the observation
+    input: str | None = None  # what the tool was called with, as text, for the trace
     value: Any = None  # the raw value, for strategies that use it (e.g. a program's result)
     error: str | None = None
 
@@ -59,6 +60,12 @@ class Tool:
         return self.args.model_validate(raw)
 
     async def __call__(self, raw: str | dict[str, Any]) -> ToolResult:
+        result = await self._call(raw)
+        if result.input is None:
+            result.input = raw if isinstance(raw, str) else json.dumps(raw)
+        return result
+
+    async def _call(self, raw: str | dict[str, Any]) -> ToolResult:
         try:
             args = self.parse_args(raw)
         except ValidationError as exc:
