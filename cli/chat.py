@@ -59,7 +59,7 @@ class Session(BaseModel):
 class Chat:
     def __init__(self, model: str, model_name: str | None, strategy: str, tools: list[str], docs: str | None,
                  context_tokens: int = 2048, console: Console | None = None,
-                 engine_args: dict[str, Any] | None = None) -> None:
+                 engine_args: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> None:
         self.console = console or Console()
         self.model_spec = model
         self.model_name = model_name
@@ -69,6 +69,8 @@ class Chat:
         self.docs = docs
         self.context_tokens = context_tokens
         self.backend: Backend | None = None
+        # Strategy options from the command line; each strategy takes the ones it has.
+        self.options = options or {}
 
     # -- the conversation ------------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class Chat:
 
     def strategy(self) -> Strategy:
         cls = self.strategies[self.session.strategy]
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {k: v for k, v in self.options.items() if k in cls.model_fields}
         if "tools" in cls.model_fields:
             options["tools"] = self.session.tools
         if "docs" in cls.model_fields and self.docs:
@@ -250,7 +252,9 @@ class Chat:
 
 def main(args: Any) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs, engine_args=dict(getattr(args, "vllm_arg", [])))
+    options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs,
+                engine_args=dict(getattr(args, "vllm_arg", [])), options=options)
     if args.strategy not in chat.strategies:
         chat.console.print(f"[red]unknown strategy {args.strategy!r}[/red]")
         return 2

