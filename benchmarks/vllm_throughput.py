@@ -138,8 +138,13 @@ async def main_async(args: argparse.Namespace, base_url: str, console: Console) 
     for mode in MODES:
         cleared = reset_prefix_cache(base_url)
         console.print(f"{mode}: {len(problems)} questions" + ("" if cleared else " (prefix cache not reset)"))
-        runs.append(await run_mode(mode, base_url, model, problems, args.max_tokens, args.seed))
-        console.print(f"  {runs[-1].wall_s:.1f} s")
+        run = await run_mode(mode, base_url, model, problems, args.max_tokens, args.seed)
+        runs.append(run)
+        console.print(
+            f"  {run.wall_s:.1f} s; prompt tokens {run.prompt_tokens:,.0f} ({run.cached_tokens:,.0f} cached); "
+            f"generated {run.generated_tokens:,.0f}; {run.correct}/{run.questions} correct",
+            highlight=False,
+        )
     return runs
 
 

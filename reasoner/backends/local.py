@@ -8,6 +8,7 @@ queue there; the engine still launches everything that is ready.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import json
 import os
@@ -50,6 +51,16 @@ def _default_threads() -> int:
 
 _MODELS: dict[tuple[str, int, int, bool], Any] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free the weights while llama_cpp is still importable: left to interpreter teardown, its
+    # finalizers run after the module's globals are gone and print tracebacks.
+    with _MODELS_LOCK:
+        for llm in _MODELS.values():
+            llm.close()
+        _MODELS.clear()
 # One thread for every llama.cpp call in the process: loaded models are shared between backends.
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
