@@ -24,7 +24,8 @@ run.json
     strategies (label -> strategy.settings(), every option); templates (a hash of every prompt
     file in strategies/prompts); data (path, sha256, split, question and answer fields, limit,
     sample, seed, number of questions, ids_sha256 of the chosen ids in order); scoring.
-    sessions: one entry per start or resume (time, concurrency, records already done).
+    sessions: one entry per start or resume (time, concurrency, records already done, errored
+    records set aside to run again).
     `--resume` refuses to go on when the settings differ and names the keys that do (backend
     knobs that cannot change an answer, such as timeouts and max_in_flight, are not compared).
 results.jsonl
@@ -46,6 +47,10 @@ summary.json
     calls_per_question, prompt_tokens_per_question, completion_tokens_per_question,
     latency_s_per_question, wall_s, questions_per_minute, disagreements_with_ours), and "paired":
     McNemar's exact test between each pair of strategies on their common questions.
+errors.jsonl
+    Written by `--resume --retry-errors`: each record that had ended in an error, with its trace
+    ({"result": ..., "trace": ...}), moved here from results.jsonl and traces.jsonl before its
+    question runs again.
 report.md
     The table, the paired comparisons, how often the lm-eval rules disagree with ours, published
     reference numbers for the same methods (on other models), and the settings.
@@ -118,6 +123,8 @@ class BenchConfig:
     seed: int | None = None  # for --sample
     concurrency: int = 8
     resume: bool = False
+    #: On resume, run the questions that ended in an error again (their records move to errors.jsonl).
+    retry_errors: bool = False
     scoring: ScoringRule = "ours"
 
 
@@ -341,6 +348,33 @@ class ResultStore:
                 self._rewrite_traces(done)
                 notes.append(f"traces.jsonl: dropped {drop} trace(s) of questions cut off before their result was written")
         return results.rows, notes
+
+    def set_aside_errors(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Move the records that ended in an error, with their traces, to errors.jsonl, so those
+        questions run again; returns the records kept. Nothing is deleted: errors.jsonl keeps each
+        failure (one {"result", "trace"} line) for the post-mortem."""
+        failed = {(r["strategy"], r["id"]) for r in records if r.get("error") is not None}
+        if not failed:
+            return records
+        traces = {}
+        if self.traces_path.exists():
+            for _, _, row in iter_jsonl(self.traces_path):
+                if row is not None and (key := (row["strategy"], row["id"])) in failed:
+                    traces[key] = row
+        with (self.results_path.parent / "errors.jsonl").open("ab") as archive:
+            for r in records:
+                if (r["strategy"], r["id"]) in failed:
+                    line = {"result": r, "trace": traces.get((r["strategy"], r["id"]))}
+                    archive.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            archive.flush()
+            os.fsync(archive.fileno())
+        # The archive is durable before anything leaves results.jsonl; a crash in between at
+        # worst archives a failure twice.
+        kept = [r for r in records if (r["strategy"], r["id"]) not in failed]
+        _write_atomic(self.results_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        if self.traces_path.exists():
+            self._rewrite_traces({(r["strategy"], r["id"]) for r in kept})
+        return kept
 
     def _rewrite_traces(self, done: set[tuple[str, str]]) -> None:
         tmp = self.traces_path.with_name("traces.jsonl.tmp")
@@ -587,6 +621,12 @@ async def run_gsm8k(config: BenchConfig, *, backend: Backend | None = None, cons
         out.mkdir(parents=True, exist_ok=True)
         store = ResultStore(out)
         records, notes = store.recover()
+        retried = 0
+        if config.retry_errors:
+            kept = store.set_aside_errors(records)
+            retried, records = len(records) - len(kept), kept
+            if retried:
+                notes.append(f"{retried} record(s) that ended in an error moved to errors.jsonl; those questions run again")
         for note in notes:
             console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
         sessions = (previous or {}).get("sessions", [])
@@ -597,6 +637,7 @@ async def run_gsm8k(config: BenchConfig, *, backend: Backend | None = None, cons
                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "concurrency": config.concurrency,
                 "records_before": len(records),
+                "retried_errors": retried,
             }
         )
         _write_atomic(run_file, json.dumps({"settings": settings, "sessions": sessions}, indent=2) + "\n")

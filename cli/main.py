@@ -174,6 +174,8 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> argparse.ArgumentPars
     bench.add_argument("--concurrency", "-c", type=_positive, default=8, help="questions in flight at once (default 8)")
     bench.add_argument("--out", "-o", metavar="DIR", help="run folder (default: runs/<timestamp>)")
     bench.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished questions")
+    bench.add_argument("--retry-errors", action="store_true",
+                       help="with --resume: run the questions that ended in an error again (their records move to errors.jsonl)")
     bench.add_argument("--scoring", choices=list(RULES), default="ours",
                        help="answer check: ours, or lm-evaluation-harness's strict / flexible exact match")
     add_strategy_options(bench, strategies)
@@ -228,7 +230,7 @@ def resume_command(argv: list[str], out: Path) -> str:
             skip = False
         elif arg in ("--out", "-o"):
             skip = True
-        elif not (arg.startswith("--out=") or arg == "--resume"):
+        elif not (arg.startswith("--out=") or arg in ("--resume", "--retry-errors")):
             kept.append(arg)
     return shlex.join(["reasoner", *kept, "--out", str(out), "--resume"])
 
@@ -255,6 +257,9 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
     if args.resume and not args.out:
         err_console.print("[red]error:[/red] --resume needs --out DIR, the run folder to continue")
         return 2
+    if args.retry_errors and not args.resume:
+        err_console.print("[red]error:[/red] --retry-errors goes with --resume: it retries the failed questions of a run")
+        return 2
     out = Path(args.out) if args.out else default_out()
     config = BenchConfig(
         strategies=built,
@@ -270,6 +275,7 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
         seed=next(iter(built.values())).seed,  # --seed also picks the --sample
         concurrency=args.concurrency,
         resume=args.resume,
+        retry_errors=args.retry_errors,
         scoring=args.scoring,
         # The runner opens the model only after checking the data and a resumed run's settings.
         backend_options={"engine_args": dict(args.vllm_arg)} if args.vllm_arg else {},
@@ -295,6 +301,10 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
         # soft_wrap: the command must stay on one line to be copied.
         console.print(f"  {resume_command(argv, out)}", markup=False, highlight=False, soft_wrap=True)
         return 130
+    errors = sum(f["errors"] for f in result.report.summary["strategies"].values())
+    if errors:
+        console.print(f"[yellow]{errors} question(s) ended in an error[/yellow] (see results.jsonl); to run them again:", highlight=False)
+        console.print(f"  {resume_command(argv, out)} --retry-errors", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

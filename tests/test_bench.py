@@ -437,6 +437,42 @@ def test_failed_questions_are_recorded_and_the_run_goes_on(server: FakeOpenAISer
     assert f["errors"] == 2 and f["answered"] + f["no_answer"] == 8
 
 
+def test_retry_errors_runs_failed_questions_again_and_keeps_the_failures(
+    server: FakeOpenAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["bench", "gsm8k", "-s", "few-shot-cot", "--model", server.base_url, "--limit", "10", "-o", str(out)]
+    server.add_faults(Fault.status(400), Fault.status(400), Fault.status(400))
+    try:
+        assert main(argv) == 0
+    finally:
+        server.faults.clear()
+    first = records(out)
+    failed = {r["id"] for r in first if r["error"]}
+    assert len(failed) == 3
+    printed = capsys.readouterr().out
+    assert "3 question(s) ended in an error" in printed and "--resume --retry-errors" in printed
+
+    assert main([*argv, "--retry-errors"]) == 2  # it only means something on a resume
+    assert "--retry-errors goes with --resume" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0  # a plain resume counts a failed question as done
+    assert records(out) == first
+
+    assert main([*argv, "--resume", "--retry-errors"]) == 0
+    rows = records(out)
+    assert sorted(keys(rows)) == sorted(keys(first)) and not any(r["error"] for r in rows)
+    assert [r for r in rows if r["id"] not in failed] == [r for r in first if r["id"] not in failed]  # untouched
+    assert {r["id"] for r in rows if r["session"] == 2} == failed
+    archived = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert {a["result"]["id"] for a in archived} == failed and all("400" in a["result"]["error"] for a in archived)
+    assert all(a["trace"]["id"] == a["result"]["id"] for a in archived)
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert sorted(keys(traces)) == sorted(keys(rows))  # one trace per record: the retry's, not the failure's
+    summary = json.loads((out / "summary.json").read_text())["strategies"]["few-shot-cot"]
+    assert summary["errors"] == 0 and summary["n"] == 10
+    assert json.loads((out / "run.json").read_text())["sessions"][2]["retried_errors"] == 3
+
+
 def test_options_go_to_the_strategies_that_have_them() -> None:
     strategies = available()
     parser = build_parser(strategies)
