@@ -74,6 +74,26 @@ async def test_cancelling_stops_generation(local_backend) -> None:
     assert done.choices and time.perf_counter() - start < 5
 
 
+async def test_cancelling_stops_a_long_prompt_prefill_and_leaves_the_model_sound(local_backend) -> None:
+    import asyncio
+    import time
+
+    greedy = GenerationRequest(prompt="The capital of France is", max_tokens=6, temperature=0)
+    before = (await local_backend.generate(greedy)).choices[0].text
+    # About 1,700 prompt tokens: a prefill of many seconds on two cores, with no token generated yet.
+    facts = " ".join(f"Fact {i}: {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(140))
+    assert len(local_backend.llm.tokenize(local_backend.render(GenerationRequest(prompt=facts)).encode())) > 1500
+    task = asyncio.create_task(local_backend.generate(GenerationRequest(prompt=facts, max_tokens=4)))
+    await asyncio.sleep(0.5)
+    start = time.perf_counter()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = await local_backend.generate(greedy)
+    assert time.perf_counter() - start < 3  # the worker was freed mid-prefill, not after it
+    assert after.choices[0].text == before  # the aborted prefill left nothing behind in the cache
+
+
 async def test_json_schema_constrains_the_output(local_backend) -> None:
     import json
 

@@ -82,11 +82,35 @@ def _load(path: Path, n_ctx: int, n_threads: int, logits_all: bool) -> Any:
                 logits_all=logits_all,
                 verbose=False,
             )
+            _install_abort(_MODELS[key])
         return _MODELS[key]
 
 
 class _Cancelled(Exception):
     pass
+
+
+# The cancel event of the call now running on the worker thread. llama.cpp asks `_abort` between
+# the steps of its compute graph, so a cancelled call stops inside a long prompt prefill too (a
+# few-shot prompt takes seconds on a CPU), not only between generated tokens.
+_running: threading.Event | None = None
+_abort_callback: Any = None  # the C callback wrapping `_abort`: kept alive while llama.cpp holds it
+
+
+def _abort(_data: Any) -> bool:
+    return _running is not None and _running.is_set()
+
+
+def _install_abort(llm: Any) -> None:
+    global _abort_callback
+    import llama_cpp
+
+    ctx = getattr(getattr(llm, "_ctx", None), "ctx", None)
+    if ctx is None or not hasattr(llama_cpp, "llama_set_abort_callback"):
+        return  # another llama-cpp-python layout: cancelling waits for the next token instead
+    if _abort_callback is None:
+        _abort_callback = llama_cpp.ggml_abort_callback(_abort)
+    llama_cpp.llama_set_abort_callback(ctx, _abort_callback, None)
 
 
 _PREFILL_MARK = "\x00reasoner-prefill\x00"
@@ -159,7 +183,8 @@ class LlamaCppBackend(Backend):
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            # Stop the generation at its next token, so a cancelled turn leaves nothing running.
+            # Stop the call within a step of its compute graph (prefill or token), so a cancelled
+            # turn leaves nothing running.
             cancel.set()
             raise
 
@@ -191,9 +216,21 @@ class LlamaCppBackend(Backend):
         return self.llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
 
     def _run(self, request: GenerationRequest, cancel: threading.Event) -> Completion:
-        start = time.perf_counter()
+        global _running
         if cancel.is_set():
             raise _Cancelled()
+        _running = cancel
+        try:
+            return self._complete(request, cancel)
+        except RuntimeError:
+            if cancel.is_set():  # llama_decode aborted by `_abort`; the next call clears its cache
+                raise _Cancelled() from None
+            raise
+        finally:
+            _running = None
+
+    def _complete(self, request: GenerationRequest, cancel: threading.Event) -> Completion:
+        start = time.perf_counter()
         from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
         llm = self.llm
