@@ -15,6 +15,7 @@ script starts), so no run inherits another's cache.
     python -m benchmarks.vllm_throughput --url http://HOST:8000/v1 --questions 50
     python -m benchmarks.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
                                                                               # gathers every run in the file
+    python -m benchmarks.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", action="append", choices=list(MODES), help="run only this mode (repeatable)")
     parser.add_argument("--out", help="a JSONL file each finished run is appended to; the table shows all its runs")
     parser.add_argument("--server-log", help="where the server this script starts writes its log")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="an argument for the server this script starts (repeatable), e.g. --server-arg=--no-enable-prefix-caching")
     args = parser.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a log keeps the table whole
     if args.url:
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.vllm_cpu_setup import VLLMServer, convert
 
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")  # for /reset_prefix_cache
-    with VLLMServer(convert(), log=Path(args.server_log) if args.server_log else None) as server:
+    log = Path(args.server_log) if args.server_log else None
+    with VLLMServer(convert(), log=log, extra_args=args.server_arg) as server:
         console.print(f"vLLM server on {server.model} at {server.base_url}")
         report(asyncio.run(main_async(args, server.base_url, console)), console)
     return 0
