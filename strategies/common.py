@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from reasoner.answers import extract_answer
 from reasoner.prompts import Templates
 from reasoner.types import Answer, Choice, Completion
+from tools.calculator import CalculatorError, calculate
 
 templates = Templates("strategies")
 
@@ -52,6 +53,15 @@ def answer_from(completion: Completion, **details: object) -> Answer:
     (summed and per token) where the backend returned them: votes use these to weigh samples."""
     choice = completion.choices[0]
     return Answer(answer=extract_answer(choice.text), text=choice.text, details={**logprob_details(choice), **details})
+
+
+def final_value(said: str) -> str | None:
+    """The number a stated final answer gives. Models often state the sum itself (ReAct's
+    `finish[12 * 7]`), whose last number is not the answer: an arithmetic expression is evaluated."""
+    try:
+        return extract_answer(calculate(said.strip().rstrip(".")))
+    except CalculatorError:
+        return extract_answer(said)
 
 
 def logprob_details(choice: Choice) -> dict[str, float]:

@@ -22,11 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
-from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Choice, GenerationRequest, Message, ToolCall
-from strategies.common import templates
+from strategies.common import final_value, templates
 from tools import TOOL_NAMES, default_tools
 from tools.base import ToolRegistry, ToolResult, tool
 
@@ -221,7 +220,7 @@ def conclusion(steps: list[Step], said: str, text: str, reason: str, native: boo
     """The answer `said` (the finish argument), with the whole transcript and how the loop ended."""
     used = [s.tool for s in steps if s.tool not in (None, FINISH)]
     return Answer(
-        answer=extract_answer(said),
+        answer=final_value(said),
         text=text.strip(),
         details={
             "mode": "native" if native else "text",

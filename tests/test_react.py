@@ -117,6 +117,15 @@ def test_a_malformed_action_becomes_an_observation_explaining_the_valid_forms(ba
     assert solution.details["tools_used"] == []
 
 
+@pytest.mark.parametrize(
+    "said,answer",
+    [("12 * 7", "84"), ("(3 + 4) * 2.5", "17.5"), ("3/4", "0.75"), ("-5", "-5"), ("84 apples", "84"), ("$1,250.", "1250")],
+)
+def test_a_finish_argument_that_is_a_sum_is_evaluated(said: str, answer: str) -> None:
+    solution, _ = run(ReAct(mode="text").with_tools(make_tools([])), [f" Done.\nAction: finish[{said}]"])
+    assert solution.answer == answer
+
+
 def test_final_answer_line_is_read_as_finish() -> None:
     solution, _ = run(ReAct(mode="text").with_tools(make_tools([])), [" I know it.\nFinal Answer: 10 apples"])
     assert solution.answer == "10" and solution.details["stop_reason"] == "finish"
