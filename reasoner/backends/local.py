@@ -101,7 +101,7 @@ def _reusable(llm: Any, tokens: list[int]) -> int:
             break
         common += 1
     # At least one token is evaluated, so the call computes its own next-token logits.
-    return min(common, len(tokens) - 1) // _BLOCK * _BLOCK
+    return max(0, min(common, len(tokens) - 1)) // _BLOCK * _BLOCK
 
 
 _log_callback: Any = None  # the C callback wrapping `_log`: kept alive while llama.cpp holds it
@@ -298,7 +298,7 @@ class LlamaCppBackend(Backend):
         want_logprobs = request.logprobs and self.logprobs
         choices: list[Choice] = []
         prompt_tokens = 0
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) or [llm.token_bos()]
         for i in range(request.n):
             llm.n_tokens = min(llm.n_tokens, _reusable(llm, tokens))
             llm._reasoner_blocks = tokens[: len(tokens) // _BLOCK * _BLOCK]
