@@ -329,3 +329,18 @@ def test_cli_solves_on_the_in_process_engine(vllm_stack: tuple[Any, Any], vllm_m
     out = json.loads(capsys.readouterr().out)
     assert out["strategy"] == "zero-shot-cot" and out["error"] is None
     assert out["usage"]["calls"] == 2
+
+
+def test_the_cli_on_the_engine_exits_cleanly(vllm_model: Path) -> None:
+    """A process that ran the engine stops it at exit before vLLM's own exit hooks kill its engine
+    process, so a user sees no traceback from a run that went well."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "cli.main", "solve", "What is 2 plus 3?", "-s", "few-shot-cot", "--max-tokens", "16",
+            "--json", "--model", f"vllm:{vllm_model}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["error"] is None
+    assert "Traceback" not in done.stderr and " ERROR " not in done.stderr, done.stderr[-3000:]

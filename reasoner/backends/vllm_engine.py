@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import concurrent.futures
 import importlib.metadata
 import importlib.util
@@ -99,7 +100,9 @@ class _Engine:
             args = AsyncEngineArgs(model=self.model, **self.engine_args)
         except TypeError as exc:
             raise BackendError(f"bad vLLM engine argument: {exc}") from None
-        return AsyncLLM.from_engine_args(args)
+        # Not kept in a local: vLLM holds a traceback through this frame, which would keep the
+        # engine alive past `shutdown` into interpreter teardown, where its finaliser fails.
+        return _exit_hook_last(AsyncLLM.from_engine_args(args))
 
     @property
     def failed(self) -> bool:
@@ -132,7 +135,22 @@ class _Engine:
             self.loop.close()
 
 
+def _exit_hook_last(llm: T) -> T:
+    # Exit hooks run last-registered first: registered again once vLLM has set up its own, ours
+    # stops the engine before vLLM's hooks kill its engine process under it (logging a traceback).
+    atexit.unregister(shutdown_engines)
+    atexit.register(shutdown_engines)
+    return llm
+
+
 async def _stop(llm: Any) -> None:
+    # vLLM stops its engine process before its output task, which then wakes to a dead engine and
+    # logs a traceback at every clean exit: the task is stopped first.
+    handler = getattr(llm, "output_handler", None)
+    if handler is not None and not handler.done():
+        handler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler
     llm.shutdown()
 
 
