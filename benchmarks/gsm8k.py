@@ -353,24 +353,24 @@ class ResultStore:
         """Move the records that ended in an error, with their traces, to errors.jsonl, so those
         questions run again; returns the records kept. Nothing is deleted: errors.jsonl keeps each
         failure (one {"result", "trace"} line) for the post-mortem."""
-        failed = {(r["strategy"], r["id"]) for r in records if r.get("error") is not None}
+        failed = [r for r in records if r.get("error") is not None]
         if not failed:
             return records
-        traces = {}
+        keys = {(r["strategy"], r["id"]) for r in failed}
+        traces = {}  # only the failed questions' traces: the file may hold thousands of large graphs
         if self.traces_path.exists():
             for _, _, row in iter_jsonl(self.traces_path):
-                if row is not None and (key := (row["strategy"], row["id"])) in failed:
+                if row is not None and (key := (row["strategy"], row["id"])) in keys:
                     traces[key] = row
         with (self.results_path.parent / "errors.jsonl").open("ab") as archive:
-            for r in records:
-                if (r["strategy"], r["id"]) in failed:
-                    line = {"result": r, "trace": traces.get((r["strategy"], r["id"]))}
-                    archive.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            for r in failed:
+                line = {"result": r, "trace": traces.get((r["strategy"], r["id"]))}
+                archive.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
             archive.flush()
             os.fsync(archive.fileno())
         # The archive is durable before anything leaves results.jsonl; a crash in between at
         # worst archives a failure twice.
-        kept = [r for r in records if (r["strategy"], r["id"]) not in failed]
+        kept = [r for r in records if r.get("error") is None]
         _write_atomic(self.results_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
         if self.traces_path.exists():
             self._rewrite_traces({(r["strategy"], r["id"]) for r in kept})

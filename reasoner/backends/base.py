@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from reasoner.types import Completion, GenerationRequest
 
 
 class BackendError(Exception):
     """A model call failed for good (after any retries). The message never contains secrets."""
+
+
+_PREFILL_MARK = "\x00reasoner-prefill\x00"
+
+
+def render_chat(
+    messages: list[dict[str, Any]], prefill: str | None, template: Callable[[list[dict[str, Any]], bool], str]
+) -> str:
+    """The text a chat template makes of `messages`, `template(messages, add_generation_prompt)`,
+    for backends that apply the model's template themselves. With a `prefill` (the content of a
+    final assistant message) the turn is rendered around a marker and cut at it, so the assistant
+    turn is left open whatever the template closes turns with, and the model continues it."""
+    if prefill is None:
+        return template(messages, True)
+    text = template([*messages[:-1], {**messages[-1], "content": _PREFILL_MARK}], False)
+    return text[: text.index(_PREFILL_MARK)] + prefill
 
 
 class Backend(abc.ABC):

@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from reasoner.backends.base import Backend, BackendError
+from reasoner.backends.base import Backend, BackendError, render_chat
 from reasoner.types import Choice, Completion, GenerationRequest
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -94,12 +94,7 @@ _BLOCK = 64
 
 def _reusable(llm: Any, tokens: list[int]) -> int:
     """How many leading tokens of `tokens` the cache holds as canonically computed blocks."""
-    done = getattr(llm, "_reasoner_blocks", [])
-    common = 0
-    for a, b in zip(done, tokens):
-        if a != b:
-            break
-        common += 1
+    common = llm.longest_token_prefix(getattr(llm, "_reasoner_blocks", []), tokens)
     # At least one token is evaluated, so the call computes its own next-token logits.
     return max(0, min(common, len(tokens) - 1)) // _BLOCK * _BLOCK
 
@@ -167,9 +162,6 @@ def _install_abort(llm: Any) -> None:
     if _abort_callback is None:
         _abort_callback = llama_cpp.ggml_abort_callback(_abort)
     llama_cpp.llama_set_abort_callback(ctx, _abort_callback, None)
-
-
-_PREFILL_MARK = "\x00reasoner-prefill\x00"
 
 
 def _raise_template_error(message: str) -> None:
@@ -253,20 +245,14 @@ class LlamaCppBackend(Backend):
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
             env.globals["raise_exception"] = _raise_template_error
             self._template = env.from_string(self.llm.metadata["tokenizer.chat_template"])
-        messages = [m.model_dump() for m in request.as_messages()]
-        prefill = request.prefill
-        if prefill is not None:
-            # Render the turn with a marker for its content, and cut the template's end-of-turn off.
-            messages[-1]["content"] = _PREFILL_MARK
-        text = self._template.render(
-            messages=messages,
-            add_generation_prompt=prefill is None,
-            bos_token=self._token_text(self.llm.token_bos()),
-            eos_token=self._token_text(self.llm.token_eos()),
+        bos, eos = self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
+        return render_chat(
+            [m.model_dump() for m in request.as_messages()],
+            request.prefill,
+            lambda messages, generation_prompt: self._template.render(
+                messages=messages, add_generation_prompt=generation_prompt, bos_token=bos, eos_token=eos
+            ),
         )
-        if prefill is not None:
-            text = text[: text.index(_PREFILL_MARK)] + prefill
-        return text
 
     def _token_text(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""

