@@ -1,2 +1,2 @@
-"""Benchmarks: the GSM8K runner behind `reasoner bench gsm8k` (`benchmarks.gsm8k`), its reports
-(`benchmarks.report`), and scripts that measure the framework itself."""
+"""Benchmarks: the GSM8K runner behind `reasoner bench gsm8k` (`reasoner.bench.gsm8k`), its reports
+(`reasoner.bench.report`), and scripts that measure the framework itself."""

@@ -89,9 +89,9 @@ from reasoner.backends.base import Backend
 from reasoner.backends.spec import open_backend
 from reasoner.data import DataError, Problem, Split, gsm8k_path, load_jsonl
 from reasoner.strategy import Strategy, get_strategy
-from strategies.common import templates
+from reasoner.strategies.common import templates
 
-from benchmarks.report import Report, iter_jsonl, read_jsonl, write_report
+from reasoner.bench.report import Report, iter_jsonl, read_jsonl, write_report
 
 __all__ = ["BenchConfig", "BenchError", "BenchResult", "run_gsm8k", "select_problems"]
 
@@ -205,7 +205,7 @@ def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversa
 def template_digests() -> dict[str, str]:
     """A short hash of every prompt file the strategies ship (templates and exemplar data)."""
     out = {}
-    for name, entry in _walk(files("strategies") / "prompts"):
+    for name, entry in _walk(files("reasoner.strategies") / "prompts"):
         if name.endswith(".j2"):
             out[name] = templates.digest(name)
         elif name.endswith((".jsonl", ".json", ".txt")):

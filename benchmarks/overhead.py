@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reasoner.backends.http import _CONNECTIONS_PER_CLIENT, OpenAIBackend
-from reasoner.backends.scripted import ScriptedBackend
+from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
 from reasoner.graph import Graph
 from reasoner.types import GenerationRequest
@@ -99,7 +99,7 @@ def main() -> int:
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "reasoner.fake_openai", "--port", "0", "--latency", str(args.latency)],
+        [sys.executable, "-m", "reasoner.testing.fake_openai", "--port", "0", "--latency", str(args.latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -2,7 +2,7 @@
 
     python benchmarks/self_consistency.py [--questions 500] [--seed 0]
 
-The simulated model is served by `reasoner.fake_openai` on 127.0.0.1 and called through the real
+The simulated model is served by `reasoner.testing.fake_openai` on 127.0.0.1 and called through the real
 `OpenAIBackend`, so requests, `n`-merging and parsing are the production path. Each question has a
 gold number; each sample is right with probability p, else one of three wrong values with shares
 50% / 30% / 20% of the remaining mass (a skewed error distribution: for p=0.3 the commonest wrong
@@ -32,11 +32,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reasoner.answers import is_correct  # noqa: E402
 from reasoner.backends.http import OpenAIBackend  # noqa: E402
-from reasoner.fake_openai import FakeOpenAIServer  # noqa: E402
+from reasoner.testing.fake_openai import FakeOpenAIServer  # noqa: E402
 from reasoner.strategy import Strategy, get_strategy  # noqa: E402
 
 WRONG_SHARES = (0.5, 0.3, 0.2)

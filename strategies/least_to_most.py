@@ -30,8 +30,8 @@ from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from strategies.common import logprob_details, templates
-from strategies.few_shot_cot import FewShotCoT
+from reasoner.strategies.common import logprob_details, templates
+from reasoner.strategies.few_shot_cot import FewShotCoT
 
 # "1. …", "2) …", "(3) …", "- …", "* …", "• …": one sub-question per list item.
 _ITEM = re.compile(r"^\s*(?:\(?\d+\s*[.):]|[-*•])\s*(?P<text>.*?)\s*$")
@@ -51,7 +51,7 @@ class Exemplar(BaseModel):
 @cache
 def exemplars() -> tuple[Exemplar, ...]:
     """Four GSM8K train problems with our own decompositions and sub-answers."""
-    source = files("strategies") / "prompts" / "least_to_most" / "exemplars.jsonl"
+    source = files("reasoner.strategies") / "prompts" / "least_to_most" / "exemplars.jsonl"
     return tuple(Exemplar.model_validate_json(line) for line in source.read_text().splitlines() if line.strip())
 
 

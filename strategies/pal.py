@@ -25,9 +25,9 @@ from reasoner.answers import extract_answer, normalize_number
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.types import Answer
-from strategies.common import logprob_details, templates
-from tools.base import ToolResult
-from tools.python_sandbox import run_python
+from reasoner.strategies.common import logprob_details, templates
+from reasoner.tools.base import ToolResult
+from reasoner.tools.python_sandbox import run_python
 
 PREFILL = "def solution():\n"
 _FENCED = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(?P<code>.*?)(?:```|\Z)", re.S)

@@ -25,10 +25,10 @@ from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.types import Answer, GenerationRequest
-from strategies.common import logprob_details, templates
-from strategies.pal import number_from
-from tools import default_tools
-from tools.base import ToolRegistry, ToolResult
+from reasoner.strategies.common import logprob_details, templates
+from reasoner.strategies.pal import number_from
+from reasoner.tools import default_tools
+from reasoner.tools.base import ToolRegistry, ToolResult
 
 
 class SubQuestion(BaseModel):

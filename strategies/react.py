@@ -25,9 +25,9 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Choice, GenerationRequest, Message, ToolCall
-from strategies.common import final_value, templates
-from tools import TOOL_NAMES, default_tools
-from tools.base import ToolRegistry, ToolResult, tool
+from reasoner.strategies.common import final_value, templates
+from reasoner.tools import TOOL_NAMES, default_tools
+from reasoner.tools.base import ToolRegistry, ToolResult, tool
 
 FINISH = "finish"
 

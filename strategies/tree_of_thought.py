@@ -35,8 +35,8 @@ from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion, GenerationRequest
-from strategies.common import gsm8k_exemplars, templates
-from strategies.search import SearchNode, SearchResult, bfs, dfs
+from reasoner.strategies.common import gsm8k_exemplars, templates
+from reasoner.strategies.search import SearchNode, SearchResult, bfs, dfs
 
 State = tuple[str, ...]  # the reasoning lines so far
 

@@ -15,7 +15,7 @@ from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from strategies.common import logprob_details, templates
+from reasoner.strategies.common import logprob_details, templates
 
 
 class ZeroShotCoT(Strategy):

@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from benchmarks.gsm8k import BenchConfig, run_gsm8k, settings_differences
-from benchmarks.report import mcnemar_exact, paired_comparisons, wilson_interval, write_report
-from cli.main import build_parser, main, options_by_strategy
-from reasoner.backends.scripted import Rule, ScriptedBackend
+from reasoner.bench.gsm8k import BenchConfig, run_gsm8k, settings_differences
+from reasoner.bench.report import mcnemar_exact, paired_comparisons, wilson_interval, write_report
+from reasoner.cli.main import build_parser, main, options_by_strategy
+from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.data import load_gsm8k
-from reasoner.fake_openai import Fault, FakeOpenAIServer
+from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 from reasoner.strategy import available, get_strategy
 from reasoner.types import GenerationRequest
 
@@ -116,7 +116,7 @@ def bench_argv(server: FakeOpenAIServer, out: Path, *extra: str, limit: int = LI
 
 
 def python_cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *argv]
+    return [sys.executable, "-m", "reasoner.cli.main", *argv]
 
 
 def records(out: Path) -> list[dict[str, Any]]:

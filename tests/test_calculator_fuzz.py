@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.calculator import CalculatorError, calculate
+from reasoner.tools.calculator import CalculatorError, calculate
 
 # Pieces an arithmetic expression is made of, so the fuzzer reaches deep into the parser
 # instead of failing at the first character.

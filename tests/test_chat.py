@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from reasoner.fake_openai import FakeOpenAIServer
+from reasoner.testing.fake_openai import FakeOpenAIServer
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
@@ -36,7 +36,7 @@ class Terminal:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "chat", *args],
+            [sys.executable, "-m", "reasoner.cli.main", "chat", *args],
             stdin=slave, stdout=slave, stderr=slave, close_fds=True, preexec_fn=_take_terminal,
             env={**os.environ, "COLUMNS": "120", "TERM": "xterm", **(env or {})},
         )

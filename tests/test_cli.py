@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cli.main import _engine_arg, main
-from reasoner.fake_openai import FakeOpenAIServer
+from reasoner.cli.main import _engine_arg, main
+from reasoner.testing.fake_openai import FakeOpenAIServer
 
 
 def solver(body: dict[str, Any], index: int) -> str:
@@ -97,5 +97,5 @@ def test_strategies_lists_every_strategy(capsys) -> None:  # type: ignore[no-unt
 
 
 def test_console_script_is_installed() -> None:
-    result = subprocess.run([sys.executable, "-m", "cli.main", "strategies"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "reasoner.cli.main", "strategies"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "few-shot-cot" in result.stdout

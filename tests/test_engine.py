@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reasoner.backends.scripted import Rule, ScriptedBackend
+from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.engine import Engine
 from reasoner.graph import Ctx, Forward, Graph
 from reasoner.trace import render_tree
@@ -278,7 +278,7 @@ async def test_split_samples_fail_one_at_a_time() -> None:
 
 
 async def test_a_solution_names_the_step_where_the_failure_began() -> None:
-    from strategies.zero_shot_cot import ZeroShotCoT
+    from reasoner.strategies.zero_shot_cot import ZeroShotCoT
 
     solution = await ZeroShotCoT().solve("Why?", ScriptedBackend([]))  # no rule matches: the first call fails
     assert solution.answer is None

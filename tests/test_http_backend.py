@@ -17,7 +17,7 @@ import pytest
 
 from reasoner.backends.base import BackendError
 from reasoner.backends.http import OpenAIBackend, from_openai_env, retry_after_seconds
-from reasoner.fake_openai import Fault, FakeOpenAIServer
+from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 from reasoner.types import GenerationRequest, Message
 
 KEY = "sk-test-SECRET-123"
@@ -262,7 +262,7 @@ def test_retry_after_parsing() -> None:
 
 
 def test_server_runs_as_a_subprocess() -> None:
-    command = [sys.executable, "-m", "reasoner.fake_openai", "--port", "0", "--latency", "0.01"]
+    command = [sys.executable, "-m", "reasoner.testing.fake_openai", "--port", "0", "--latency", "0.01"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
@@ -297,7 +297,7 @@ async def test_assistant_prefill_is_continued_folded_or_joined() -> None:
 
 
 async def test_native_tool_calls_and_structured_output_round_trip() -> None:
-    from reasoner.fake_openai import FakeToolCalls
+    from reasoner.testing.fake_openai import FakeToolCalls
     from reasoner.types import Message, ToolCall
 
     schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}

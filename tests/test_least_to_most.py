@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
-from reasoner.backends.scripted import ScriptedBackend
+from reasoner.cli.main import main
+from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
-from reasoner.fake_openai import FakeOpenAIServer
+from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.graph import Graph
 from reasoner.types import GenerationRequest
-from strategies.least_to_most import (
+from reasoner.strategies.least_to_most import (
     LeastToMost,
     asked,
     continued,

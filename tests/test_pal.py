@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from reasoner.backends.scripted import ScriptedBackend
+from reasoner.testing.scripted import ScriptedBackend
 from reasoner.strategy import get_strategy
 from reasoner.types import Solution
-from strategies.pal import PAL, PREFILL, number_from, program_from
+from reasoner.strategies.pal import PAL, PREFILL, number_from, program_from
 
 QUESTION = "Sam has 3 boxes of 4 apples. He eats 2. How many apples are left?"
 COT = " He has 3 * 4 = 12 apples and eats 2, so 12 - 2 = 10.\nThe answer is 10."

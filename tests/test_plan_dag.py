@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from reasoner.backends.scripted import ScriptedBackend
+from reasoner.testing.scripted import ScriptedBackend
 from reasoner.types import Solution
-from strategies.plan_dag import Plan, PlanDAG, parse_plan
-from tools.base import ToolRegistry
-from tools.calculator import calculator
+from reasoner.strategies.plan_dag import Plan, PlanDAG, parse_plan
+from reasoner.tools.base import ToolRegistry
+from reasoner.tools.calculator import calculator
 
 QUESTION = "Sam has 3 boxes of 4 apples and 2 bags of 5 pears. He eats 2 pieces. How many pieces of fruit are left?"
 PLAN = {

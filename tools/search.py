@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tools.base import Tool, ToolResult
+from reasoner.tools.base import Tool, ToolResult
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 MAX_FILE_BYTES = 2_000_000

@@ -1,4 +1,4 @@
-"""Model backends: OpenAI-compatible HTTP, embedded llama.cpp, and a scripted one for tests."""
+"""Model backends: OpenAI-compatible HTTP, embedded llama.cpp, vLLM in-process."""
 
 from reasoner.backends.base import Backend, BackendError
 from reasoner.backends.spec import open_backend

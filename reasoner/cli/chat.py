@@ -21,7 +21,7 @@ from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.trace import render_tree
 from reasoner.types import Solution
 
-templates = Templates("cli")
+templates = Templates("reasoner.cli")
 HISTORY_FILE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reasoner" / "chat_history"
 
 HELP = """[bold]commands[/bold]

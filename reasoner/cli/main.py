@@ -18,8 +18,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from benchmarks.gsm8k import BenchConfig, BenchError, run_gsm8k
-from benchmarks.report import RULES, RunDirError, results_table, write_report
+from reasoner.bench.gsm8k import BenchConfig, BenchError, run_gsm8k
+from reasoner.bench.report import RULES, RunDirError, results_table, write_report
 from reasoner.backends.base import BackendError
 from reasoner.backends.spec import SPEC_HELP, open_backend
 from reasoner.data import DataError
@@ -327,12 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--vllm-arg applies only to a vllm: model")
 
     if args.command == "chat":
-        from cli.chat import main as chat_main
+        from reasoner.cli.chat import main as chat_main
 
         return chat_main(args)
 
     if args.command == "chat":
-        from cli.chat import main as chat_main
+        from reasoner.cli.chat import main as chat_main
 
         return chat_main(args)
 

@@ -9,7 +9,7 @@ needs nothing beyond the standard library and clients exercise their real networ
 
 As a separate process (keeps the server's CPU out of a client benchmark):
 
-    python -m reasoner.fake_openai --port 0 --latency 0.05   # first stdout line: the base URL
+    python -m reasoner.testing.fake_openai --port 0 --latency 0.05   # first stdout line: the base URL
 """
 
 from __future__ import annotations
@@ -455,7 +455,7 @@ def _serialise(response: _Response, keep_alive: bool) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reasoner.fake_openai", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reasoner.testing.fake_openai", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every completion")

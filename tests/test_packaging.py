@@ -1,0 +1,50 @@
+"""The wheel installs one top-level name, `reasoner`, and everything the project needs beneath it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding only our wheel (no dependencies): returns its site-packages."""
+    root = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(root / "dist"), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = (root / "dist").glob("reasoner-*.whl")
+    venv.create(root / "venv", with_pip=False)
+    python = root / "venv" / "bin" / "python"
+    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return site
+
+
+def test_the_wheel_adds_no_top_level_name_but_reasoner(installed: Path) -> None:
+    before = {"_distutils_hack", "distutils-precedence.pth", "pip", "setuptools", "pkg_resources", "__pycache__"}
+    added = {p.name for p in installed.iterdir() if not p.name.endswith(".dist-info")} - before
+    assert added == {"reasoner"}
+
+
+def test_the_wheel_carries_every_layer_and_its_prompts(installed: Path) -> None:
+    pkg = installed / "reasoner"
+    for module in ("strategies/react.py", "tools/calculator.py", "bench/gsm8k.py", "cli/main.py", "testing/scripted.py"):
+        assert (pkg / module).is_file(), module
+    assert list((pkg / "strategies" / "prompts").rglob("*.j2")), "strategy prompts missing from the wheel"
+    entry_points = next(installed.glob("reasoner-*.dist-info")) / "entry_points.txt"
+    text = entry_points.read_text()
+    assert "reasoner = reasoner.cli.main:main" in text
+    assert "self-consistency = reasoner.strategies.self_consistency:SelfConsistency" in text
