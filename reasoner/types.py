@@ -116,6 +116,21 @@ class Completion(BaseModel):
         return self.choices[0].text if self.choices else ""
 
 
+class StreamChunk(BaseModel):
+    """A piece of a streamed completion: new text for one choice, or (last) the whole completion.
+
+    Consumers stop a stream by leaving the `async for` (or `aclose()` on it): the backend then
+    cancels the request, so an early-stopped sample costs only the tokens it generated.
+    """
+
+    index: int = 0  # which choice of the request the text belongs to
+    text: str = ""
+    # Log-probabilities of the tokens in `text`, when the request asked for them.
+    token_logprobs: list[float] | None = None
+    # Only on the final chunk: every choice whole, with the usage of the request.
+    completion: Completion | None = None
+
+
 class Usage(BaseModel):
     """What a solution cost: backend requests made, tokens in and out, wall time."""
 

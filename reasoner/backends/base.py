@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from reasoner.types import Completion, GenerationRequest
+from reasoner.types import Completion, GenerationRequest, StreamChunk
 
 
 class BackendError(Exception):
@@ -70,6 +70,23 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def _generate(self, request: GenerationRequest) -> Completion: ...
+
+    #: Whether `stream` yields text as it is generated (else it yields the finished completion).
+    supports_streaming: bool = False
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """The completion as it is generated: text chunks per choice, then one chunk holding the
+        whole `Completion`. Leaving the loop early cancels the request. Backends that can stream
+        override `_stream`; the rest yield their finished completion in one piece."""
+        async with self.slots:
+            async for chunk in self._stream(request):
+                yield chunk
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        completion = await self._generate(request)
+        for index, choice in enumerate(completion.choices):
+            yield StreamChunk(index=index, text=choice.text, token_logprobs=choice.token_logprobs)
+        yield StreamChunk(completion=completion)
 
     async def aclose(self) -> None:
         """Release connections, threads or model memory."""
