@@ -225,6 +225,17 @@ class Graph:
     def status(self, node: NodeId) -> Status:
         return self._root.nx.nodes[node]["status"]
 
+    def root_cause(self, node: NodeId) -> str | None:
+        """The error of the step where `node`'s failure began, named: "reason: BackendError: …",
+        not "depends on failed node 'reason'". None if nothing on that chain failed."""
+        attrs = self._root.nx.nodes
+        seen = set()
+        while "upstream" in attrs[node] and node not in seen:
+            seen.add(node)
+            node = attrs[node]["upstream"]
+        error = attrs[node].get("error")
+        return f"{node}: {error}" if error else None
+
     # -- trace ------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class Strategy(BaseModel):
         result: Answer | None = graph.output(final) if status == "done" else None
         error = None
         if result is None:
-            error = root_cause(graph, final) or f"the final step ended {status}"
+            error = graph.root_cause(final) or f"the final step ended {status}"
         return Solution(
             question=question,
             strategy=self.name,
@@ -82,18 +82,6 @@ class Strategy(BaseModel):
             details=result.details if result else {},
             error=error,
         )
-
-
-@cache
-def root_cause(graph: Graph, node: NodeId) -> str | None:
-    """The error of the step where a failure began, named: "reason: BackendError: …", not
-    "depends on failed node 'reason'"."""
-    seen = set()
-    while "upstream" in graph.nx.nodes[node] and node not in seen:
-        seen.add(node)
-        node = graph.nx.nodes[node]["upstream"]
-    error = graph.nx.nodes[node].get("error")
-    return f"{node}: {error}" if error else None
 
 
 @cache

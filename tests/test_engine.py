@@ -283,3 +283,26 @@ async def test_a_solution_names_the_step_where_the_failure_began() -> None:
     solution = await ZeroShotCoT().solve("Why?", ScriptedBackend([]))  # no rule matches: the first call fails
     assert solution.answer is None
     assert solution.error is not None and solution.error.startswith("reason: ValueError: no scripted rule matches")
+
+
+async def test_a_failed_graph_is_freed_after_its_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Naming a failure's root cause once kept every failed graph alive (a process-wide cache).
+    import gc
+    import weakref
+
+    import reasoner.strategy
+    from reasoner.strategies.zero_shot_cot import ZeroShotCoT
+
+    made: list[weakref.ref[Graph]] = []
+
+    class Watched(Graph):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(reasoner.strategy, "Graph", Watched)
+    solution = await ZeroShotCoT().solve("What is 2 + 2?", ScriptedBackend([]))
+    assert solution.error and "no scripted rule matches" in solution.error
+    del solution
+    gc.collect()
+    assert made and all(ref() is None for ref in made)
