@@ -7,12 +7,10 @@ the same report as the end of the run, for a finished run or one that was cut of
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -20,15 +18,17 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-RULES = ("ours", "lm-eval-strict", "lm-eval-flexible")
-#: The record fields holding each rule's verdict and prediction.
-CORRECT_FIELD = {"ours": "correct_ours", "lm-eval-strict": "correct_lm_eval_strict", "lm-eval-flexible": "correct_lm_eval_flexible"}
-PREDICTION_FIELD = {
-    "ours": "prediction",
-    "lm-eval-strict": "prediction_lm_eval_strict",
-    "lm-eval-flexible": "prediction_lm_eval_flexible",
-}
-Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+from reasoner.bench.lm_eval import strict_rule_for, task_for
+from reasoner.bench.record import CORRECT_FIELD, PREDICTION_FIELD, RULES, Record
+from reasoner.bench.runfolder import JsonlContents, RunDirError, iter_jsonl, read_jsonl, read_run
+from reasoner.bench.stats import Z95, error_bar, mcnemar_exact, wilson_interval
+from reasoner.io import write_atomic, write_json_atomic
+
+__all__ = [
+    "CORRECT_FIELD", "PREDICTION_FIELD", "REFERENCES", "RULES", "JsonlContents", "Report", "RunDirError", "Z95",
+    "iter_jsonl", "mcnemar_exact", "paired_comparisons", "read_jsonl", "read_run", "results_table", "summarize",
+    "wilson_interval", "write_report",
+]  # fmt: skip
 
 # Published GSM8K test accuracies, keyed by strategy name. Other models than ours: context only.
 REFERENCES: dict[str, list[dict[str, Any]]] = {
@@ -59,111 +59,14 @@ REFERENCES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-class RunDirError(ValueError):
-    """A run folder is missing files or holds damaged ones; the message says which."""
+def benchmark_name(settings: dict[str, Any]) -> str:
+    """What the run was scored on: GSM8K, or the name of the data (runs from before names: GSM8K)."""
+    return str(settings.get("benchmark") or settings.get("task", "gsm8k").upper())
 
 
-# -- statistics ----------------------------------------------------------------------------------
-
-
-def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a binomial proportion (95% by default); (0, 1) when n is 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of b successes in b + c fair coin flips.
-
-    b and c are the discordant pairs (A right and B wrong, and the reverse). Exact rational
-    arithmetic, because 0.5**n underflows a float long before GSM8K's 1319 questions.
-    """
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
-    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
-
-
-# -- reading a run folder --------------------------------------------------------------------------
-
-
-@dataclass
-class JsonlContents:
-    rows: list[dict[str, Any]]
-    #: Byte offset just past the last complete, valid line.
-    good_end: int
-    #: The incomplete or unreadable last line (from a crash mid-write), if there was one.
-    torn: bytes | None = None
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None]]:
-    """(line number, offset after the line, row) for each line of a JSONL file this package wrote.
-
-    A last line without its newline, or that does not parse, is a write cut off by a crash: it is
-    yielded with row None. A bad line anywhere else means the file was damaged some other way.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        offset = 0
-        for lineno, line in enumerate(f, 1):
-            offset += len(line)
-            last = offset == size
-            row: Any = None
-            if line.endswith(b"\n"):
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-            if isinstance(row, dict):
-                yield lineno, offset, row
-            elif last:
-                yield lineno, offset, None
-            else:
-                raise RunDirError(f"{path}:{lineno}: not a JSON object; the file is damaged (only a torn last line is repaired)")
-
-
-def read_jsonl(path: Path) -> JsonlContents:
-    contents = JsonlContents(rows=[], good_end=0)
-    if not path.exists():
-        return contents
-    for _, offset, row in iter_jsonl(path):
-        if row is None:
-            with path.open("rb") as f:
-                f.seek(contents.good_end)
-                contents.torn = f.read()
-        else:
-            contents.rows.append(row)
-            contents.good_end = offset
-    return contents
-
-
-def read_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """(run.json, the result records, notes) of a run folder, without changing it."""
-    run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise RunDirError(f"{run_dir} is not a benchmark run: it has no run.json")
-    try:
-        run = json.loads(run_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise RunDirError(f"{run_file}: not valid JSON ({exc})") from None
-    contents = read_jsonl(run_dir / "results.jsonl")
-    notes = []
-    if contents.torn:
-        notes.append("results.jsonl ends in an incomplete line (a crash mid-write); it was left out")
-    records: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in contents.rows:
-        key = (row["strategy"], row["id"])
-        if key in records:
-            notes.append(f"results.jsonl holds {key[0]} / {key[1]} twice; the last one counts")
-        records[key] = row
-    return run, list(records.values()), notes
+def is_gsm8k(settings: dict[str, Any]) -> bool:
+    """Whether the questions are GSM8K's own split, the only data the published figures are for."""
+    return settings.get("data", {}).get("split") is not None and benchmark_name(settings) == "GSM8K"
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -174,22 +77,31 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def wall_seconds(records: list[dict[str, Any]]) -> float:
+def wall_seconds(records: list[Record]) -> float:
     """Time from the first question started to the last finished, added up over sessions
     (a resumed run is not charged for the time it was stopped)."""
-    sessions: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    sessions: dict[int, list[Record]] = defaultdict(list)
     for r in records:
-        sessions[r.get("session", 0)].append(r)
-    return sum(max(r["finished_at"] for r in rs) - min(r["started_at"] for r in rs) for rs in sessions.values())
+        sessions[r.session].append(r)
+    return sum(max(r.finished_at for r in rs) - min(r.started_at for r in rs) for rs in sessions.values())
 
 
-def strategy_figures(records: list[dict[str, Any]], scoring: str) -> dict[str, Any]:
+def fallback_figures(records: list[Record]) -> dict[str, Any]:
+    """How often the strategy answered through another one (PAL, least-to-most and plan-dag fall
+    back to chain of thought), so a "pal" score says how much of it was really CoT."""
+    to = Counter(r.fallback for r in records if r.fallback)
     n = len(records)
-    correct = sum(bool(r[CORRECT_FIELD[scoring]]) for r in records)
-    errors = sum(r["error"] is not None for r in records)
-    answered = sum(r["error"] is None and r[PREDICTION_FIELD[scoring]] is not None for r in records)
+    return {"fallbacks": sum(to.values()), "fallback_rate": sum(to.values()) / n if n else None, "fallback_to": dict(to)}
+
+
+def strategy_figures(records: list[Record], scoring: str, strategy_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    n = len(records)
+    correct = sum(r.verdict(scoring) for r in records)
+    errors = sum(r.error is not None for r in records)
+    answered = sum(r.error is None and r.predicted(scoring) is not None for r in records)
     low, high = wilson_interval(correct, n)
     wall = wall_seconds(records) if records else 0.0
+    task = task_for(strategy_settings or {})
     return {
         "n": n,
         "correct": correct,
@@ -198,22 +110,25 @@ def strategy_figures(records: list[dict[str, Any]], scoring: str) -> dict[str, A
         "answered": answered,
         "no_answer": n - answered - errors,
         "errors": errors,
-        "calls_per_question": _mean(r["calls"] for r in records),
-        "prompt_tokens_per_question": _mean(r["prompt_tokens"] for r in records),
-        "completion_tokens_per_question": _mean(r["completion_tokens"] for r in records),
-        "latency_s_per_question": _mean(r["latency_s"] for r in records),
+        "calls_per_question": _mean(r.calls for r in records),
+        "prompt_tokens_per_question": _mean(r.prompt_tokens for r in records),
+        "completion_tokens_per_question": _mean(r.completion_tokens for r in records),
+        "latency_s_per_question": _mean(r.latency_s for r in records),
         "wall_s": wall,
         "questions_per_minute": 60 * n / wall if wall > 0 else None,
         # How often another rule's verdict differs from ours on the same output.
         "disagreements_with_ours": {
-            rule: sum(bool(r[CORRECT_FIELD[rule]]) != bool(r["correct_ours"]) for r in records) for rule in RULES[1:]
+            rule: sum(r.verdict(rule) != r.verdict("ours") for r in records) for rule in RULES[1:]
         },
+        # The lm-eval task this strategy's prompt follows, and so the strict rule that fits it.
+        "lm_eval": {"task": task, "strict_rule": strict_rule_for(task)},
+        **fallback_figures(records),
     }
 
 
-def paired_comparisons(by_strategy: dict[str, list[dict[str, Any]]], scoring: str) -> list[dict[str, Any]]:
+def paired_comparisons(by_strategy: dict[str, list[Record]], scoring: str) -> list[dict[str, Any]]:
     """McNemar's exact test for each pair of strategies, on the questions both have answered."""
-    verdicts = {s: {r["id"]: bool(r[CORRECT_FIELD[scoring]]) for r in rs} for s, rs in by_strategy.items()}
+    verdicts = {s: {r.id: r.verdict(scoring) for r in rs} for s, rs in by_strategy.items()}
     out = []
     for a, b in combinations(by_strategy, 2):
         common = verdicts[a].keys() & verdicts[b].keys()
@@ -235,24 +150,27 @@ def paired_comparisons(by_strategy: dict[str, list[dict[str, Any]]], scoring: st
     return out
 
 
-def summarize(run: dict[str, Any], records: list[dict[str, Any]], scoring: str | None = None) -> dict[str, Any]:
+def summarize(run: dict[str, Any], records: list[Record], scoring: str | None = None) -> dict[str, Any]:
     settings = run["settings"]
     scoring = scoring or settings["scoring"]
     if scoring not in RULES:
         raise ValueError(f"unknown scoring rule {scoring!r}; expected one of {', '.join(RULES)}")
     labels = list(settings["strategies"])
-    by_strategy: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    by_strategy: dict[str, list[Record]] = {label: [] for label in labels}
     for r in records:
-        by_strategy.setdefault(r["strategy"], []).append(r)
+        by_strategy.setdefault(r.strategy, []).append(r)
     expected = settings["data"]["questions"] * len(labels)
     return {
         "task": settings.get("task", "gsm8k"),
+        "benchmark": benchmark_name(settings),
         "scoring": scoring,
         "records": len(records),
         "expected_records": expected,
         "complete": len(records) >= expected,
         "wall_s": wall_seconds(records) if records else 0.0,
-        "strategies": {label: strategy_figures(rs, scoring) for label, rs in by_strategy.items()},
+        "strategies": {
+            label: strategy_figures(rs, scoring, settings["strategies"].get(label)) for label, rs in by_strategy.items()
+        },
         "paired": paired_comparisons(by_strategy, scoring),
     }
 
@@ -296,7 +214,7 @@ def results_table(summary: dict[str, Any]) -> Table:
     """The console table: `HEADERS` shortened to fit a terminal."""
     status = "" if summary["complete"] else f" — partial: {summary['records']}/{summary['expected_records']} records"
     table = Table(
-        title=f"{summary['task'].upper()} · scoring: {summary['scoring']}{status}",
+        title=f"{summary.get('benchmark', 'GSM8K')} · scoring: {summary['scoring']}{status}",
         caption="ans / none / err: answered, no answer, error; calls and tokens are per question",
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
@@ -324,10 +242,10 @@ def markdown_report(run: dict[str, Any], summary: dict[str, Any], plot_note: str
     model = settings["model"]
     data = settings["data"]
     scoring = summary["scoring"]
-    out = [f"# {summary['task'].upper()} benchmark: {model.get('backend', {}).get('model') or model['spec']}", ""]
+    out = [f"# {summary['benchmark']} benchmark: {model.get('backend', {}).get('model') or model['spec']}", ""]
     status = "complete" if summary["complete"] else f"partial ({summary['records']} of {summary['expected_records']} records)"
     out += [
-        f"{data['questions']} questions from `{data['path']}` (split {data['split']}), "
+        f"{data['questions']} questions from `{data['path']}`" + (f" (split {data['split']})" if data.get("split") else "") + ", "
         f"{len(summary['strategies'])} strategies, scoring `{scoring}`; run {status}.",
         "",
         "## Results",
@@ -360,30 +278,52 @@ def markdown_report(run: dict[str, Any], summary: dict[str, Any], plot_note: str
         out += ["Only one strategy ran: nothing to compare.", ""]
 
     out += ["## Scoring rules", ""]
+    others = RULES[1:]
     disagreement_rows = [
-        [label, *(str(f["disagreements_with_ours"][rule]) for rule in RULES[1:])] for label, f in summary["strategies"].items()
+        [label, f"`{f['lm_eval']['task']}` (`{f['lm_eval']['strict_rule']}`)", *(str(f["disagreements_with_ours"][rule]) for rule in others)]
+        for label, f in summary["strategies"].items()
     ]
     out += [
         "Questions on which lm-evaluation-harness's exact-match rules judge the same output differently from ours "
-        f"(the headline figures use `{scoring}`; `reasoner report DIR --scoring RULE` rescores):",
+        f"(the headline figures use `{scoring}`; `reasoner report DIR --scoring RULE` rescores). "
+        "`lm-eval-strict` is the `gsm8k` task's `#### N` rule, `lm-eval-cot-strict` the `gsm8k_cot` tasks' "
+        "`The answer is N.` rule; the lm-eval column names the task each strategy's prompt follows, and so the "
+        "strict rule that fits its output.",
         "",
-        _markdown_table(["strategy", "lm-eval-strict vs ours", "lm-eval-flexible vs ours"], disagreement_rows),
+        _markdown_table(["strategy", "lm-eval task (strict rule)", *(f"{rule} vs ours" for rule in others)], disagreement_rows),
         "",
     ]
 
-    refs = [(label, ref) for label in summary["strategies"] for ref in REFERENCES.get(label, [])]
-    out += ["## Published reference numbers (reference, different model)", ""]
-    if refs:
-        rows = [[label, _pct(ref["accuracy"]), ref["model"], ref["setting"], ref["paper"]] for label, ref in refs]
+    fell_back = {label: f for label, f in summary["strategies"].items() if f["fallbacks"]}
+    if fell_back:
+        rows = [
+            [label, str(f["fallbacks"]), _pct(f["fallback_rate"]), ", ".join(f"{k} ({v})" for k, v in sorted(f["fallback_to"].items()))]
+            for label, f in fell_back.items()
+        ]
         out += [
-            "These are the papers' own GSM8K test accuracies on **different models** than this run's; "
-            "they show what the method reached there, not what this model should reach.",
+            "## Fallbacks",
             "",
-            _markdown_table(["strategy", "published accuracy", "model", "setting", "paper"], rows),
+            "Questions a strategy answered through another one (a program that failed, a plan that did not parse): "
+            "that share of its score is the other strategy's.",
+            "",
+            _markdown_table(["strategy", "fell back", "rate", "to"], rows),
             "",
         ]
-    else:
-        out += ["No published figure is recorded for these strategies.", ""]
+
+    if is_gsm8k(settings):
+        refs = [(label, ref) for label in summary["strategies"] for ref in REFERENCES.get(label, [])]
+        out += ["## Published reference numbers (reference, different model)", ""]
+        if refs:
+            rows = [[label, _pct(ref["accuracy"]), ref["model"], ref["setting"], ref["paper"]] for label, ref in refs]
+            out += [
+                "These are the papers' own GSM8K test accuracies on **different models** than this run's; "
+                "they show what the method reached there, not what this model should reach.",
+                "",
+                _markdown_table(["strategy", "published accuracy", "model", "setting", "paper"], rows),
+                "",
+            ]
+        else:
+            out += ["No published figure is recorded for these strategies.", ""]
 
     out += ["## Accuracy against tokens", "", plot_note, ""]
     out += ["## Settings", "", "```json", json.dumps(settings, indent=2), "```", ""]
@@ -405,12 +345,13 @@ def plot(summary: dict[str, Any], path: Path) -> str:
             continue
         x = f["prompt_tokens_per_question"] + f["completion_tokens_per_question"]
         y = f["accuracy"]
-        ax.errorbar([x], [100 * y], yerr=[[100 * (y - f["ci95"][0])], [100 * (f["ci95"][1] - y)]], fmt="o", capsize=4)
+        below, above = error_bar(y, f["ci95"])
+        ax.errorbar([x], [100 * y], yerr=[[100 * below], [100 * above]], fmt="o", capsize=4)
         ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(6, 4))
     ax.set_xscale("log")
     ax.set_xlabel("tokens per question (prompt + completion, log scale)")
     ax.set_ylabel("accuracy (%), 95% Wilson interval")
-    ax.set_title(f"{summary['task'].upper()}: accuracy against cost")
+    ax.set_title(f"{summary['benchmark']}: accuracy against cost")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -424,12 +365,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_report(run_dir: str | os.PathLike[str], scoring: str | None = None) -> Report:
     """Compute the figures of a run folder and write summary.json, report.md and the plot."""
     run_dir = Path(run_dir)
@@ -439,6 +374,6 @@ def write_report(run_dir: str | os.PathLike[str], scoring: str | None = None) ->
     plot_note = plot(summary, png) if records else "No plot: no results yet."
     if not plot_note.startswith("!["):
         notes.append(plot_note)
-    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _write_atomic(run_dir / "report.md", markdown_report(run, summary, plot_note))
+    write_json_atomic(run_dir / "summary.json", summary)
+    write_atomic(run_dir / "report.md", markdown_report(run, summary, plot_note))
     return Report(summary, notes)

@@ -29,8 +29,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from reasoner.bench.gsm8k import BenchConfig, run_gsm8k, settings_differences
-from reasoner.bench.report import mcnemar_exact, paired_comparisons, wilson_interval, write_report
+from reasoner.bench.gsm8k import BenchConfig, run_gsm8k
+from reasoner.bench.record import Record
+from reasoner.bench.report import paired_comparisons, write_report
+from reasoner.bench.settings import settings_differences
+from reasoner.bench.stats import mcnemar_exact, wilson_interval
 from reasoner.cli.main import build_parser, main, options_by_strategy
 from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.data import load_gsm8k
@@ -167,8 +170,11 @@ def test_mcnemar_exact_known_values() -> None:
 
 
 def test_paired_comparison_counts_discordant_questions() -> None:
-    a = [{"id": str(i), "correct_ours": c} for i, c in enumerate([1, 1, 1, 0, 0, 1])]
-    b = [{"id": str(i), "correct_ours": c} for i, c in enumerate([1, 0, 0, 0, 1])]  # one question fewer
+    def rec(i: int, c: int) -> Record:
+        return Record(strategy="s", id=str(i), question="q", gold="1", correct_ours=bool(c))
+
+    a = [rec(i, c) for i, c in enumerate([1, 1, 1, 0, 0, 1])]
+    b = [rec(i, c) for i, c in enumerate([1, 0, 0, 0, 1])]  # one question fewer
     (pair,) = paired_comparisons({"A": a, "B": b}, "ours")
     assert (pair["n"], pair["a_right_b_wrong"], pair["a_wrong_b_right"]) == (5, 2, 1)
     assert pair["p_value"] == pytest.approx(1.0)
@@ -240,7 +246,8 @@ def test_report_files_and_report_command(
     f = summary["strategies"]["few-shot-cot"]
     # The simulated model never writes "#### N", so lm-eval's strict rule finds no answer at all.
     assert summary["scoring"] == "lm-eval-strict" and f["accuracy"] == 0.0 and f["answered"] == 0
-    assert f["disagreements_with_ours"] == {"lm-eval-strict": right, "lm-eval-flexible": 0}
+    # gsm8k_cot's strict rule reads "The answer is N.", as the simulated model writes.
+    assert f["disagreements_with_ours"] == {"lm-eval-strict": right, "lm-eval-cot-strict": 0, "lm-eval-flexible": 0}
     assert main(["report", str(tmp_path / "nothing")]) == 1
 
 
@@ -426,7 +433,8 @@ def test_failed_questions_are_recorded_and_the_run_goes_on(server: FakeOpenAISer
     out = tmp_path / "run"
     server.add_faults(Fault.status(400), Fault.status(400))
     try:
-        assert main(["bench", "gsm8k", "-s", "few-shot-cot", "--model", server.base_url, "--limit", "10", "-o", str(out)]) == 0
+        # Some questions errored: the run goes on, and says so with its exit status.
+        assert main(["bench", "gsm8k", "-s", "few-shot-cot", "--model", server.base_url, "--limit", "10", "-o", str(out)]) == 1
     finally:
         server.faults.clear()
     rows = records(out)
@@ -444,18 +452,19 @@ def test_retry_errors_runs_failed_questions_again_and_keeps_the_failures(
     argv = ["bench", "gsm8k", "-s", "few-shot-cot", "--model", server.base_url, "--limit", "10", "-o", str(out)]
     server.add_faults(Fault.status(400), Fault.status(400), Fault.status(400))
     try:
-        assert main(argv) == 0
+        assert main(argv) == 1
     finally:
         server.faults.clear()
     first = records(out)
     failed = {r["id"] for r in first if r["error"]}
     assert len(failed) == 3
     printed = capsys.readouterr().out
-    assert "3 question(s) ended in an error" in printed and "--resume --retry-errors" in printed
+    assert "--resume --retry-errors" in printed
+    assert printed.strip().splitlines()[-1].startswith("3 questions ended in an error")  # said last
 
     assert main([*argv, "--retry-errors"]) == 2  # it only means something on a resume
     assert "--retry-errors goes with --resume" in capsys.readouterr().err
-    assert main([*argv, "--resume"]) == 0  # a plain resume counts a failed question as done
+    assert main([*argv, "--resume"]) == 1  # a plain resume counts a failed question as done (still failed)
     assert records(out) == first
 
     assert main([*argv, "--resume", "--retry-errors"]) == 0

@@ -18,17 +18,19 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from reasoner.bench.gsm8k import BenchConfig, BenchError, run_gsm8k
+from reasoner.bench.gsm8k import EXIT_CODES, BenchConfig, BenchError, StorageError, errors_line, run_gsm8k
 from reasoner.bench.report import RULES, RunDirError, results_table, write_report
 from reasoner.backends.base import BackendError
 from reasoner.backends.spec import SPEC_HELP, open_backend
 from reasoner.data import DataError
+from reasoner.io import ScrubbedStream
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.trace import render_tree
 from reasoner.types import Solution
 
-console = Console()
-err_console = Console(stderr=True)
+# Everything printed passes the secrets scrub (a server may echo a key back).
+console = Console(file=ScrubbedStream("stdout"))
+err_console = Console(file=ScrubbedStream("stderr"))
 
 # Options every strategy has, shown once under the common group rather than per strategy.
 COMMON = set(Strategy.model_fields)
@@ -155,6 +157,7 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> argparse.ArgumentPars
         help="run strategies on a benchmark and report accuracy and cost",
         description="Run one or more strategies on the same GSM8K questions, appending each result to "
         "OUT/results.jsonl as it finishes; then write OUT/summary.json and OUT/report.md.",
+        epilog=EXIT_CODES,
     )
     bench.add_argument("task", choices=["gsm8k"], help="the benchmark")
     bench.add_argument("--strategy", "-s", action="append", required=True, choices=sorted(strategies),
@@ -171,13 +174,15 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> argparse.ArgumentPars
     bench.add_argument("--question-field", default="question", metavar="F", help="JSONL field holding the question")
     bench.add_argument("--answer-field", default="answer", metavar="F",
                        help="JSONL field holding the answer: a number or GSM8K-style text ending in '#### N'")
+    bench.add_argument("--name", help="what the report calls the data (default: GSM8K, or the --data file's name)")
     bench.add_argument("--concurrency", "-c", type=_positive, default=8, help="questions in flight at once (default 8)")
     bench.add_argument("--out", "-o", metavar="DIR", help="run folder (default: runs/<timestamp>)")
     bench.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished questions")
     bench.add_argument("--retry-errors", action="store_true",
                        help="with --resume: run the questions that ended in an error again (their records move to errors.jsonl)")
     bench.add_argument("--scoring", choices=list(RULES), default="ours",
-                       help="answer check: ours, or lm-evaluation-harness's strict / flexible exact match")
+                       help="answer check: ours, or lm-evaluation-harness's exact match: strict (the gsm8k task's "
+                       "'#### N'), cot-strict (the gsm8k_cot tasks' 'The answer is N.') or flexible (the last number)")
     add_strategy_options(bench, strategies)
 
     report = sub.add_parser("report", help="write and show the report of a benchmark run folder")
@@ -270,6 +275,7 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
         data=args.data,
         question_field=args.question_field,
         answer_field=args.answer_field,
+        name=args.name,
         limit=args.limit,
         sample=args.sample,
         seed=next(iter(built.values())).seed,  # --seed also picks the --sample
@@ -288,6 +294,10 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
     except (BenchError, RunDirError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except StorageError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"  {resume_command(argv, out)}", markup=False, highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:  # only where the runner could not install its own handler
         err_console.print("[yellow]interrupted[/yellow]; continue with:")
         err_console.print(f"  {resume_command(argv, out)}", markup=False, highlight=False, soft_wrap=True)
@@ -303,8 +313,11 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
         return 130
     errors = sum(f["errors"] for f in result.report.summary["strategies"].values())
     if errors:
-        console.print(f"[yellow]{errors} question(s) ended in an error[/yellow] (see results.jsonl); to run them again:", highlight=False)
+        console.print("to run the questions that ended in an error again:", highlight=False)
         console.print(f"  {resume_command(argv, out)} --retry-errors", markup=False, highlight=False, soft_wrap=True)
+        # Last, so a log's last line says why the exit status is 1.
+        console.print(f"[red]{errors_line(errors)}[/red] (see {out}/results.jsonl); exit status 1", highlight=False)
+        return 1
     return 0
 
 
