@@ -1,4 +1,6 @@
-"""What several strategies share: their templates, GSM8K exemplars, and answer parsing of a step."""
+"""What several strategies share: their templates, GSM8K exemplars, answer parsing of a step, and
+the ways one strategy uses another (an inner strategy with the outer one's sampling settings, a
+validated inner strategy name, falling back to another strategy)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,14 @@ import json
 import re
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from reasoner.answers import extract_answer
+from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.prompts import Templates
+from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.types import Answer, Choice, Completion
 from reasoner.tools.calculator import CalculatorError, calculate
 
@@ -68,3 +73,51 @@ def logprob_details(choice: Choice) -> dict[str, float]:
     if not choice.token_logprobs:
         return {}
     return {"logprob_sum": choice.sum_logprob or 0.0, "logprob_mean": choice.mean_logprob or 0.0}
+
+
+# -- one strategy using another ---------------------------------------------------------------
+
+
+def sampling(strategy: Strategy, **overrides: Any) -> dict[str, Any]:
+    """The sampling settings every strategy has (temperature, top_p, max_tokens, seed, logprobs),
+    as `strategy` sets them, with `overrides` on top: the options an inner strategy is built with."""
+    return {**{k: getattr(strategy, k) for k in Strategy.model_fields}, **overrides}
+
+
+def inner_strategy(outer: Strategy, name: str, **options: Any) -> Strategy:
+    """Strategy `name` sampling as `outer` does, with its own `options` on top."""
+    return get_strategy(name, **sampling(outer, **options))
+
+
+def strategy_name(*also: str, excluding: str | None = None, what: str = "strategy") -> AfterValidator:
+    """A pydantic validator for a field naming another strategy: an installed one (not `excluding`,
+    the strategy itself, where that would loop) or one of the special values `also`; the error
+    calls it `what`.
+
+    Use as `inner: Annotated[str, strategy_name("calculator", what="inner strategy")] = Field(...)`.
+    """
+
+    def check(name: str) -> str:
+        if name in also or (name != excluding and name in available()):
+            return name
+        known = sorted({*also, *available()} - {excluding})
+        raise ValueError(f"unknown {what} {name!r}; use one of: {', '.join(known)}")
+
+    return AfterValidator(check)
+
+
+def fall_back(
+    outer: Strategy, graph: Graph, question: str, to: str, reason: str, notes: dict[str, Any] | None = None, **options: Any
+) -> NodeId:
+    """Answer `question` with strategy `to` instead of `outer`'s own method (built in the scope
+    "fallback", sampling as `outer` does, with `options`). The answer's details say so:
+    details["fallback"] is the strategy that answered (a run's report counts these),
+    details["fallback_reason"] why; `notes` are what `outer` found before giving up."""
+    result = inner_strategy(outer, to, **options).build(graph.scope("fallback"), question)
+
+    def mark(ctx: Ctx) -> Answer:
+        answer: Answer = ctx[result]
+        details = {**(notes or {}), **answer.details, "fallback": to, "fallback_reason": reason}
+        return answer.model_copy(update={"details": details})
+
+    return graph.function(mark, after=[result], label="fallback")

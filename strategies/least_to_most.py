@@ -9,7 +9,8 @@ Two stages:
 
 The graph grows once the list is read: decompose → plan, then solve1 → … → solveN → final, and plan
 forwards to final. A list with no sub-question, or with more than `max_subquestions`, is no plan
-to follow: few-shot chain-of-thought answers instead (node "fallback", details["fallback"]).
+to follow: few-shot chain-of-thought answers instead (node "fallback"; details["fallback"] names
+the strategy, details["fallback_reason"] says why).
 
 The list is asked for with the assistant's reply begun as in the exemplars ("Sub-questions:",
 then "1."), which holds a model to their format. Greedy by default: one chain is followed, so
@@ -30,8 +31,7 @@ from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from reasoner.strategies.common import logprob_details, templates
-from reasoner.strategies.few_shot_cot import FewShotCoT
+from reasoner.strategies.common import fall_back, logprob_details, templates
 
 # "1. …", "2) …", "(3) …", "- …", "* …", "• …": one sub-question per list item.
 _ITEM = re.compile(r"^\s*(?:\(?\d+\s*[.):]|[-*•])\s*(?P<text>.*?)\s*$")
@@ -113,7 +113,7 @@ class LeastToMost(Strategy):
                     if not listed
                     else f"{len(listed)} sub-questions, more than max_subquestions={self.max_subquestions}"
                 )
-                return Forward(self._fallback(graph, question, reason, raw))
+                return Forward(fall_back(self, graph, question, "few-shot-cot", reason, {"decomposition": raw}, k=self.k))
             appended = not ends_with_question(listed, question)
             subquestions = listed + [asked(question)] if appended else listed
             # Nodes are added through `graph`, not ctx.graph, so they keep this strategy's scope
@@ -156,15 +156,3 @@ class LeastToMost(Strategy):
             return self.turn(prompt, templates.render("least_to_most/answer.j2"), stop=("\nQ:", "\nProblem:", "\n\n"))
 
         return build
-
-    def _fallback(self, graph: Graph, question: str, reason: str, decomposition: str) -> NodeId:
-        # The same exemplar count and sampling settings: the fallback costs what a plan would have.
-        inner = FewShotCoT(**self.model_dump(include={"k", "temperature", "top_p", "max_tokens", "seed", "logprobs"}))
-        result = inner.build(graph.scope("fallback"), question)
-
-        def mark(ctx: Ctx) -> Answer:
-            answer: Answer = ctx[result]
-            details = {**answer.details, "fallback": reason, "decomposition": decomposition}
-            return answer.model_copy(update={"details": details})
-
-        return graph.function(mark, after=[result], label="fallback")

@@ -6,7 +6,8 @@ answer, so the arithmetic is done by Python, not by the model. Three nodes: `pro
 call: a plain request, so self-consistency's copies of it merge into one request with n), `run`
 (the sandbox, a tool node) and `answer`. A program that crashes, times out or returns no number is
 recorded in the trace and the question goes to chain-of-thought instead (`fallback`, default
-few-shot-cot, built in the scope "fallback"); details["fallback"] says why.
+few-shot-cot, built in the scope "fallback"); details["fallback"] names the strategy that answered
+("none" when no fallback is set), details["fallback_reason"] says why.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import re
 import textwrap
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasoner.answers import extract_answer, normalize_number
 from reasoner.graph import Ctx, Forward, Graph, NodeId
-from reasoner.strategy import Strategy, available, get_strategy
+from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from reasoner.strategies.common import logprob_details, templates
+from reasoner.strategies.common import fall_back, logprob_details, strategy_name, templates
 from reasoner.tools.base import ToolResult
 from reasoner.tools.python_sandbox import run_python
 
@@ -78,14 +79,9 @@ class PAL(Strategy):
 
     max_tokens: int = Field(320, ge=1, description="tokens for the program")
     timeout_s: float = Field(5.0, gt=0, description="seconds the program may run")
-    fallback: str = Field("few-shot-cot", description="strategy to use when the program fails ('none': no answer)")
-
-    @field_validator("fallback")
-    @classmethod
-    def _known(cls, fallback: str) -> str:
-        if fallback != "none" and (fallback == cls.name or fallback not in available()):
-            raise ValueError(f"fallback must be 'none' or another strategy, not {fallback!r}")
-        return fallback
+    fallback: Annotated[str, strategy_name("none", excluding="pal", what="fallback strategy")] = Field(
+        "few-shot-cot", description="strategy to use when the program fails ('none': no answer)"
+    )
 
     def build(self, graph: Graph, question: str) -> NodeId:
         prompt = templates.render("pal/prompt.j2", question=question)
@@ -103,18 +99,8 @@ class PAL(Strategy):
             if answer is not None:
                 return Answer(answer=answer, text=f"{code}\n\nThe answer is {answer}.", details=details)
             reason = f"the program failed: {result.error or result.output}" if not result.ok else f"no number in the result {result.value!r}"
-            return Forward(self._fallback(graph, question, {**details, "fallback": reason}))
+            if self.fallback == "none":
+                return Answer(answer=None, text=code, details={**details, "fallback": "none", "fallback_reason": reason})
+            return Forward(fall_back(self, graph, question, self.fallback, reason, details))
 
         return graph.function(conclude, after=[program, ran], label="answer")
-
-    def _fallback(self, graph: Graph, question: str, details: dict[str, Any]) -> NodeId:
-        if self.fallback == "none":
-            return graph.function(lambda _ctx: Answer(answer=None, text=details["program"], details=details), label="fallback")
-        sampling = {k: getattr(self, k) for k in Strategy.model_fields}
-        result = get_strategy(self.fallback, **sampling).build(graph.scope("fallback"), question)
-
-        def mark(ctx: Ctx) -> Answer:
-            answer: Answer = ctx[result]
-            return answer.model_copy(update={"details": {**details, **answer.details, "fallback_strategy": self.fallback}})
-
-        return graph.function(mark, after=[result], label="fallback")

@@ -5,7 +5,8 @@ solve idea of Wang et al. 2023 ("Plan-and-Solve Prompting") with LLMCompiler's d
 1. plan: the model writes {"steps": [{"id", "question", "depends_on"}]} as JSON (the request
    carries the schema, which backends with structured output enforce; the reply is read leniently).
    The plan must be a DAG (unique ids, known dependencies, no cycle); if not, the model is asked
-   once more with the error (`repair`); a second bad plan falls back to few-shot-cot.
+   once more with the error (`repair`); a second bad plan falls back to few-shot-cot
+   (details["fallback"]).
 2. solve: each sub-question is a node that waits for its dependencies only, so independent ones
    run concurrently; it is answered by the `inner` strategy (or, with inner="calculator", by an
    arithmetic expression the model writes and the calculator evaluates), its dependencies'
@@ -16,16 +17,16 @@ solve idea of Wang et al. 2023 ("Plan-and-Solve Prompting") with LLMCompiler's d
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Forward, Graph, NodeId
-from reasoner.strategy import Strategy, available, get_strategy
+from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from reasoner.strategies.common import logprob_details, templates
+from reasoner.strategies.common import fall_back, inner_strategy, logprob_details, strategy_name, templates
 from reasoner.strategies.pal import number_from
 from reasoner.tools import default_tools
 from reasoner.tools.base import ToolRegistry, ToolResult
@@ -98,17 +99,10 @@ class PlanDAG(Strategy):
     name = "plan-dag"
     summary = "Plan sub-questions as a JSON DAG, answer independent ones concurrently, then the question (2+n calls)."
 
-    inner: str = Field("few-shot-cot", description="the inner strategy (plan-dag: answers each sub-question; 'calculator': the model writes an expression, the calculator evaluates it)")
+    inner: Annotated[str, strategy_name("calculator", what="inner strategy")] = Field("few-shot-cot", description="the inner strategy (plan-dag: answers each sub-question; 'calculator': the model writes an expression, the calculator evaluates it)")
     max_subquestions: int = Field(8, ge=1, description="most sub-questions in a plan (more is a bad plan)")
     plan_max_tokens: int = Field(384, ge=1, description="tokens for the JSON plan")
     _registry: ToolRegistry | None = PrivateAttr(None)
-
-    @field_validator("inner")
-    @classmethod
-    def _known(cls, inner: str) -> str:
-        if inner != "calculator" and inner not in available():
-            raise ValueError(f"unknown inner strategy {inner!r}; use 'calculator' or one of: {', '.join(sorted(available()))}")
-        return inner
 
     def with_tools(self, registry: ToolRegistry) -> PlanDAG:
         """This strategy with this registry's `calculator` instead of the default one."""
@@ -137,7 +131,8 @@ class PlanDAG(Strategy):
                 try:
                     return Forward(self._solve(graph, question, parse_plan(ctx[repair].text, self.max_subquestions), repair, notes))
                 except ValueError as exc:
-                    return Forward(self._fallback(graph, question, {**notes, "plan_errors": [error, str(exc)]}))
+                    notes["plan_errors"].append(str(exc))
+                    return Forward(fall_back(self, graph, question, "few-shot-cot", "no valid plan after one repair", notes))
 
             return Forward(graph.function(recheck, after=[repair], label="recheck"))
 
@@ -180,14 +175,10 @@ class PlanDAG(Strategy):
         """A sub-answer as the later prompts show it: its number, else the end of its text."""
         return answer.answer if answer.answer is not None else (answer.text.strip().splitlines() or ["unknown"])[-1][:200]
 
-    def _sampling(self) -> dict[str, Any]:
-        """This strategy's sampling settings, for the strategies it builds."""
-        return {k: getattr(self, k) for k in Strategy.model_fields}
-
     def _answer_step(self, graph: Graph, problem: str, sub: str, known: list[Solved]) -> NodeId:
         if self.inner != "calculator":
             question = templates.render("plan_dag/subquestion.j2", problem=problem, known=known, question=sub)
-            return get_strategy(self.inner, **self._sampling()).build(graph, question)
+            return inner_strategy(self, self.inner).build(graph, question)
         prompt = templates.render("plan_dag/expression.j2", problem=problem, known=known, question=sub)
         expression = graph.generate(self.turn(prompt, "Expression:", max_tokens=64, stop=("\n",)), label="expression")
         registry = self._registry or default_tools(["calculator"])
@@ -203,12 +194,3 @@ class PlanDAG(Strategy):
             return Answer(answer=value, text=f"{written} = {out.output}", details={"expression": written, "ok": out.ok})
 
         return graph.function(result, after=[expression, ran], label="result")
-
-    def _fallback(self, graph: Graph, question: str, notes: dict[str, Any]) -> NodeId:
-        result = get_strategy("few-shot-cot", **self._sampling()).build(graph.scope("fallback"), question)
-
-        def mark(ctx: Ctx) -> Answer:
-            answer: Answer = ctx[result]
-            return answer.model_copy(update={"details": {**answer.details, **notes, "fallback": "no valid plan after one repair"}})
-
-        return graph.function(mark, after=[result], label="fallback")

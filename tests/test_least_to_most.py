@@ -110,7 +110,8 @@ async def test_a_malformed_decomposition_falls_back_to_few_shot_cot(decompositio
     solution = await LeastToMost().solve(QUESTION, b)
     assert solution.error is None
     assert solution.answer == "12"
-    assert reason in solution.details["fallback"]
+    assert solution.details["fallback"] == "few-shot-cot"
+    assert reason in solution.details["fallback_reason"]
     assert solution.details["decomposition"].startswith("Sub-questions:\n1.")
     ids = [n["id"] for n in solution.trace["nodes"]]
     assert "fallback" in ids and "fallback/reason" in ids
@@ -123,7 +124,7 @@ async def test_a_malformed_decomposition_falls_back_to_few_shot_cot(decompositio
 async def test_max_subquestions_is_an_option() -> None:
     b = backend(" How many apples does Anna have?\n2. How many apples do they have together?")
     solution = await LeastToMost(max_subquestions=1).solve(QUESTION, b)
-    assert "2 sub-questions" in solution.details["fallback"]
+    assert "2 sub-questions" in solution.details["fallback_reason"]
 
 
 async def test_it_composes_inside_a_scope() -> None:

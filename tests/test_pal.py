@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from reasoner.testing.scripted import ScriptedBackend
 from reasoner.strategy import get_strategy
@@ -59,8 +60,8 @@ def test_a_float_result_is_normalised() -> None:
 def test_a_failed_program_falls_back_to_few_shot_cot(program: str, options: dict[str, Any], reason: str) -> None:
     solution, backend = solve(program, **options)
     assert solution.error is None and solution.answer == "10"  # from the chain of thought
-    assert reason in solution.details["fallback"]
-    assert solution.details["fallback_strategy"] == "few-shot-cot"
+    assert reason in solution.details["fallback_reason"]
+    assert solution.details["fallback"] == "few-shot-cot"
     assert solution.details["program"].startswith("def solution():")
     ids = node_ids(solution)
     assert ids[:3] == ["program", "run", "answer"] and {"fallback/reason", "fallback/parse", "fallback"} <= set(ids)
@@ -71,8 +72,19 @@ def test_a_failed_program_falls_back_to_few_shot_cot(program: str, options: dict
 
 def test_no_fallback_means_no_answer() -> None:
     solution, backend = solve("    return 1 / 0\n", fallback="none")
-    assert solution.answer is None and "ZeroDivisionError" in solution.details["fallback"]
+    assert solution.answer is None and "ZeroDivisionError" in solution.details["fallback_reason"]
+    assert solution.details["fallback"] == "none"
     assert len(backend.requests) == 1
+
+
+def test_the_fallback_must_be_another_strategy_or_none() -> None:
+    assert PAL(fallback="zero-shot-cot").fallback == "zero-shot-cot"
+    with pytest.raises(ValidationError, match="unknown fallback strategy 'pal'"):
+        PAL(fallback="pal")  # would fall back to itself
+    with pytest.raises(ValidationError, match="unknown fallback strategy 'magic'; use one of: ") as raised:
+        PAL(fallback="magic")
+    offered = str(raised.value).split("use one of: ")[1].split(" [")[0].split(", ")
+    assert {"few-shot-cot", "none"} <= set(offered) and "pal" not in offered
 
 
 def test_a_body_without_indentation_is_indented() -> None:

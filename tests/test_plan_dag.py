@@ -89,7 +89,8 @@ def test_a_second_bad_plan_falls_back_to_few_shot_cot() -> None:
     solution, backend = solve([json.dumps(CYCLE), "I cannot plan this."])
     assert solution.error is None and solution.answer == "20"
     details = solution.details
-    assert details["fallback"] and details["repaired"] is True
+    assert details["fallback"] == "few-shot-cot" and details["repaired"] is True
+    assert details["fallback_reason"] == "no valid plan after one repair"
     assert "cycle" in details["plan_errors"][0] and "no JSON" in details["plan_errors"][1]
     assert {"fallback/reason", "fallback/parse", "fallback"} <= set(nodes(solution))
     assert not any(n.startswith("step") for n in nodes(solution))
