@@ -6,11 +6,8 @@ the most frequent final answer (optionally each vote weighted by its sample's me
 probability). The k copies start with identical model calls, which the engine serves as one
 request with n=k, so the prompt is prefilled once.
 
-Adaptive stopping draws the samples in rounds of `window` and votes after each round:
-* beta: Adaptive-Consistency (Aggarwal et al. 2023, "Let's Sample Step by Step"). With the top two
-  answer counts v1 >= v2, stop once P(p1 > p2) under Beta(v1+1, v2+1) reaches `threshold`;
-* esc: Early-Stopping Self-Consistency (Li et al. 2024, "Escape Sky-high Cost"). Stop after a
-  window whose answers all agree.
+Adaptive stopping draws the samples in rounds (`window` first, then `step` each) and votes after
+each round; the rules (beta, esc, dirichlet) are in reasoner.strategies.stopping.
 """
 
 from __future__ import annotations
@@ -18,17 +15,18 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from fractions import Fraction
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy, available
 from reasoner.types import Answer
+from reasoner.strategies.stopping import StoppingRule, beta_confidence, round_size, should_stop
 
-StoppingRule = Literal["none", "beta", "esc"]
+__all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
+
 NO_ANSWER = "none"  # the vote-count key of samples without an answer
 
 
@@ -36,29 +34,6 @@ NO_ANSWER = "none"  # the vote-count key of samples without an answer
 def _strategies() -> dict[str, type[Strategy]]:
     # Scanning the installed entry points costs milliseconds; a round is built per vote.
     return available()
-
-
-def beta_confidence(v1: int, v2: int) -> float:
-    """P(p1 > p2) for p1 ~ Beta(v1+1, v2+1): the posterior probability that the answer with v1
-    votes, not the one with v2, is the majority (uniform prior over the two).
-
-    That is 1 - I_0.5(a, b) with a = v1+1, b = v2+1, and for integer a, b the regularized
-    incomplete beta function is a binomial tail: I_0.5(a, b) = sum_{j=a}^{a+b-1} C(a+b-1, j) / 2^(a+b-1).
-    """
-    n = v1 + v2 + 1
-    tail = sum(math.comb(n, j) for j in range(v1 + 1, n + 1))
-    return float(1 - Fraction(tail, 2**n))
-
-
-def should_stop(rule: StoppingRule, answers: Sequence[str | None], window: int, threshold: float) -> bool:
-    """Whether the samples drawn so far (their answers, in order) are enough under `rule`."""
-    if rule == "beta":
-        top = [count for _, count in Counter(a for a in answers if a is not None).most_common(2)] + [0, 0]
-        return beta_confidence(top[0], top[1]) >= threshold
-    if rule == "esc":
-        last = answers[-window:]
-        return len(last) == window and last[0] is not None and all(a == last[0] for a in last)
-    return False
 
 
 def _weight(answer: Answer) -> float:
@@ -119,9 +94,12 @@ class SelfConsistency(Strategy):
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     inner: str = Field("few-shot-cot", description="the strategy sampled k times (any whose result is an answer)")
     stopping: StoppingRule = Field(
-        "none", description="none: draw all k; beta: Adaptive-Consistency; esc: early-stopping self-consistency"
+        "none",
+        description="none: draw all k; beta: Adaptive-Consistency; esc: early-stopping self-consistency; "
+        "dirichlet: stop once more samples up to k would likely not change the vote",
     )
-    window: int = Field(4, ge=1, description="samples per round when stopping early (one request with n=window)")
+    window: int = Field(4, ge=1, description="samples in the first round when stopping early (one request with n=window)")
+    step: int | None = Field(None, ge=1, description="samples in each later round (default: window)")
     threshold: float = Field(0.95, gt=0.5, le=1.0, description="confidence at which the beta rule stops")
     weighted: bool = Field(False, description="weight each vote by its sample's mean token probability")
 
@@ -145,16 +123,14 @@ class SelfConsistency(Strategy):
         )
 
     def build(self, graph: Graph, question: str) -> NodeId:
-        round_size = self.samples if self.stopping == "none" else self.window
-
-        def next_round(earlier: list[NodeId]) -> NodeId:
+        def next_round(earlier: list[NodeId], rounds_before: int = 0) -> NodeId:
             drawn = len(earlier)
             inner = self.sampler(drawn)
-            size = min(round_size, self.samples - drawn)
+            size = round_size(self.stopping, drawn, self.samples, self.window, self.step)
             # The running graph is the root; `graph` keeps this strategy's scope for later rounds.
             fresh = [inner.build(graph.scope(f"sample{i}"), question) for i in range(drawn, drawn + size)]
             sampled = earlier + fresh
-            rounds = math.ceil(len(sampled) / round_size)
+            rounds = rounds_before + 1
             label = "vote" if rounds == 1 else f"vote{rounds}"
             return graph.function(
                 lambda ctx: vote(ctx, sampled, rounds), after=sampled, label=label, tolerate_failures=True
@@ -170,8 +146,10 @@ class SelfConsistency(Strategy):
                 if not isinstance(result, Answer):
                     raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
             answers = [r.answer for r in results]
-            if len(sampled) < self.samples and not should_stop(self.stopping, answers, self.window, self.threshold):
-                return Forward(next_round(sampled))
+            if len(sampled) < self.samples and not should_stop(
+                self.stopping, answers, self.window, self.threshold, self.samples
+            ):
+                return Forward(next_round(sampled, rounds))
             winner, details = majority_vote(results, self.weighted)
             details.update(
                 samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds,

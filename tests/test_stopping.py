@@ -1,0 +1,107 @@
+"""The budget-aware Dirichlet stopping rule against vote sequences worked out by hand, and the
+rounds it draws in self-consistency."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from reasoner.strategies.self_consistency import SelfConsistency
+from reasoner.strategies.stopping import leader_holds, round_size, should_stop
+from reasoner.strategy import get_strategy
+from reasoner.testing.scripted import ScriptedBackend
+
+QUESTION = "How many apples does Tom have?"
+
+
+def says(*numbers: int) -> list[str]:
+    return [f"Tom has some.\nThe answer is {n}." for n in numbers]
+
+
+def sc(**options: Any) -> SelfConsistency:
+    strategy = get_strategy("self-consistency", **options)
+    assert isinstance(strategy, SelfConsistency)
+    return strategy
+
+
+# The urn behind the rule: every answer seen weighs its count + 1, an unseen answer weighs 1, and a
+# draw adds 1 to the answer drawn. A tie is the leader losing.
+
+
+def test_one_vote_and_one_draw_left() -> None:
+    # Weights 2 (leader) : 1 (unseen). The leader holds only if it is drawn (2 vs 0); an unseen
+    # answer ties it 1 to 1.
+    assert leader_holds((1,), 1) == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_two_to_one_and_one_draw_left() -> None:
+    # Weights 3 : 2 : 1 of 6. Leader drawn: 3-1 holds; rival drawn: 2-2 tie; unseen: 2-1-1 holds.
+    assert leader_holds((2, 1), 1) == pytest.approx(4 / 6, abs=1e-12)
+
+
+def test_three_to_one_and_two_draws_left() -> None:
+    # Weights 4 : 2 : 1 of 7. Only the rival drawn twice (2/7 * 3/8) catches the leader up (3-3).
+    assert leader_holds((3, 1), 2) == pytest.approx(float(1 - Fraction(2, 7) * Fraction(3, 8)), abs=1e-12)
+
+
+def test_a_lead_larger_than_the_draws_left_is_certain() -> None:
+    assert leader_holds((5, 1), 3) == 1.0
+    assert leader_holds((1,), 0) == 1.0
+    assert leader_holds((2, 2), 0) == 0.0  # a tie at the cap
+
+
+def test_more_draws_left_make_the_leader_less_safe() -> None:
+    assert leader_holds((3,), 1) > leader_holds((3,), 5) > leader_holds((3,), 13) > leader_holds((3,), 37)
+
+
+def test_bad_counts_are_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="counts >= 0"):
+        leader_holds((2, -1), 3)
+    with pytest.raises(ValueError, match="remaining >= 0"):
+        leader_holds((2,), -1)
+
+
+def test_dirichlet_vote_sequences() -> None:
+    # Three agreeing votes with 13 of 16 left: 0.947 (a Monte Carlo check gives the same).
+    assert leader_holds((3,), 13) == pytest.approx(0.947, abs=1e-3)
+    assert should_stop("dirichlet", ["7", "7", "7"], 3, 0.85, cap=16)
+    assert not should_stop("dirichlet", ["7", "7", "7"], 3, 0.95, cap=16)
+    assert not should_stop("dirichlet", ["7", "7", "8"], 3, 0.85, cap=16)
+    # Samples without an answer are no rival: 3 votes for 7 and 2 blanks is still 3 to nothing.
+    assert should_stop("dirichlet", ["7", None, "7", None, "7"], 3, 0.85, cap=16) == (leader_holds((3,), 11) >= 0.85)
+    assert not should_stop("dirichlet", [None, None, None], 3, 0.5, cap=16)
+    # Near the cap a spread vote is settled: 7 to 5 with one sample left cannot be overturned.
+    assert should_stop("dirichlet", ["7"] * 7 + ["8"] * 5 + ["9"] * 3, 3, 0.99, cap=16)
+    # 3 to 2 with one draw left: weights 4 : 3 : 1 of 8, and only the rival drawn ties (3-3).
+    split = ["7", "8", "7", "8", "7"]
+    assert leader_holds((3, 2), 1) == pytest.approx(5 / 8, abs=1e-12)
+    assert should_stop("dirichlet", split, 3, 0.6, cap=6)
+    assert not should_stop("dirichlet", split, 3, 0.85, cap=15)  # 10 left: 0.66
+
+
+
+def test_round_sizes() -> None:
+    assert round_size("none", 0, 16, 3, 1) == 16
+    assert [round_size("dirichlet", d, 16, 3, 1) for d in (0, 3, 4)] == [3, 1, 1]
+    assert round_size("dirichlet", 4, 16, 3, None) == 3  # later rounds default to the window
+    assert round_size("beta", 14, 16, 4, None) == 2  # never past the cap
+
+
+async def test_dirichlet_stops_after_a_unanimous_first_round() -> None:
+    backend = ScriptedBackend([("Tom", says(4))])
+    solution = await sc(stopping="dirichlet", window=3, step=1, threshold=0.85).solve(QUESTION, backend)
+    assert [r.n for r in backend.requests] == [3]
+    assert solution.details["samples_drawn"] == 3 and solution.answer == "4"
+
+
+async def test_dirichlet_draws_one_at_a_time_until_the_vote_is_settled() -> None:
+    # 3, 3, 5 | 3 | 3: after 4 votes (3 to 1, 12 left) 0.81 < 0.85; after 5 (4 to 1, 11 left) 0.92.
+    backend = ScriptedBackend([("Tom", says(3, 3, 5, 3, 3, 9, 9, 9))])
+    strategy = sc(stopping="dirichlet", window=3, step=1, threshold=0.85, seed=10)
+    assert leader_holds((3, 1), 12) < 0.85 <= leader_holds((4, 1), 11)
+    solution = await strategy.solve(QUESTION, backend)
+    assert [(r.n, r.seed) for r in backend.requests] == [(3, 10), (1, 13), (1, 14)]
+    d = solution.details
+    assert d["samples_drawn"] == 5 and d["rounds"] == 3 and d["votes"] == {"3": 4, "5": 1}
