@@ -1,0 +1,12 @@
+"""Verifiers: score a candidate solution, whole or step by step, as nodes of the graph.
+
+Named by a spec (`arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`); see `spec.open_verifier`.
+"""
+
+from reasoner.verifiers.base import Aggregation, Verdict, Verifier, aggregate, split_steps
+from reasoner.verifiers.spec import SPEC_HELP, VerifierSpecError, check_spec, kinds, open_verifier, parse_spec, register
+
+__all__ = [
+    "Aggregation", "Verdict", "Verifier", "aggregate", "split_steps",
+    "SPEC_HELP", "VerifierSpecError", "check_spec", "kinds", "open_verifier", "parse_spec", "register",
+]

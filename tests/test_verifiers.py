@@ -1,0 +1,116 @@
+"""Verifiers: the arithmetic checker, the LLM judge, spec parsing, aggregation, graph nodes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reasoner.engine import Engine
+from reasoner.graph import Graph
+from reasoner.testing.scripted import Rule, ScriptedBackend
+from reasoner.tools.arith_check import check_steps, equations
+from reasoner.verifiers import Verdict, VerifierSpecError, aggregate, open_verifier, parse_spec, split_steps
+from reasoner.verifiers.judge import JudgeVerifier
+
+STEPS = [
+    "Janet sells 16 - 3 - 4 = 9 duck eggs a day.",
+    "She makes 9 * 2 = $19 every day.",  # a slip: 9 * 2 is 18
+    "The answer is 19.",
+]
+
+
+def test_arith_checker_finds_the_slip_and_says_why() -> None:
+    verdict = check_steps(STEPS)
+    assert verdict.scores == [1.0, 0.0, 1.0]
+    assert verdict.first_error == 1
+    assert verdict.notes["1"] == "9 * 2 = 19, but 9 * 2 is 18"
+
+
+@pytest.mark.parametrize(
+    "line, wrong",
+    [
+        ("He has 80,000*1.5 = $120,000 more.", False),
+        ("So 100/3 = 33.33 each.", False),  # rounded to the places shown
+        ("So 100/3 = 33.4 each.", True),
+        ("(3 x 4 = 12)", False),
+        ("2 * 3 + 1 = 6 + 1 = 7", False),
+        ("5 - 2 = 3 and 3 * 4 = 13", True),
+        ("He has 5 apples, 3 + 2 = 6 in all", True),
+    ],
+)
+def test_arith_checker_reads_equations_as_people_write_them(line: str, wrong: bool) -> None:
+    assert equations(line), line
+    assert (check_steps([line]).first_error == 0) is wrong
+
+
+def test_arith_checker_cannot_see_a_wrong_setup() -> None:
+    # 16 - 3 = 13 is sound arithmetic for the wrong operation (the question subtracts 4 too).
+    assert check_steps(["Janet sells 16 - 3 = 13 eggs.", "Total = 13", "The answer is 26."]).first_error is None
+
+
+def test_aggregations() -> None:
+    assert aggregate([0.9, 0.5, 0.8], "min") == 0.5
+    assert aggregate([0.9, 0.5, 0.8], "last") == 0.8
+    assert math.isclose(aggregate([0.9, 0.5, 0.8], "product"), 0.36)
+    assert aggregate([], "min") == 0.0
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate([1.0], "mean")  # type: ignore[arg-type]
+
+
+def test_split_steps_drops_blank_lines() -> None:
+    assert split_steps("  a = 1\n\n b\n") == ["a = 1", "b"]
+
+
+def test_specs() -> None:
+    assert parse_spec("judge:local:gemma") == ("judge", "local:gemma")
+    assert parse_spec("arith") == ("arith", None)
+    assert open_verifier("judge:http://127.0.0.1:9/v1").spec == "judge:http://127.0.0.1:9/v1"
+    prm = open_verifier("prm:http://127.0.0.1:9/v1;step_tag=<extra_0>")
+    assert prm.base == "http://127.0.0.1:9" and prm.step_tag == "<extra_0>"  # type: ignore[attr-defined]
+    with pytest.raises(VerifierSpecError, match="unknown verifier 'oracle'.*known kinds: arith, judge, prm"):
+        open_verifier("oracle")
+    with pytest.raises(ValueError, match="needs the server's URL"):
+        open_verifier("prm")
+    with pytest.raises(ValueError, match="takes no argument"):
+        open_verifier("arith:strict")
+    with pytest.raises(ValueError, match="unknown prm option 'depth=2'"):
+        open_verifier("prm:http://h:1;depth=2")
+
+
+async def _verify(verifier_spec: str | JudgeVerifier, backend: ScriptedBackend, steps: list[str]) -> tuple[Verdict, Graph]:
+    graph = Graph()
+    node = open_verifier(verifier_spec).verify(graph, "How much does Janet make?", steps)
+    usage = await Engine(backend).run(graph)
+    graph.nx.graph["usage"] = usage
+    return graph.output(node), graph
+
+
+async def test_arith_runs_as_a_traced_tool_node_without_model_calls() -> None:
+    verdict, graph = await _verify("arith", ScriptedBackend([]), STEPS)
+    assert verdict.first_error == 1
+    [(node, attrs)] = list(graph.nx.nodes(data=True))
+    assert attrs["kind"] == "tool" and attrs["output"]["scores"] == [1.0, 0.0, 1.0]
+    assert graph.nx.graph["usage"].calls == 0
+
+
+async def test_judge_scores_p_yes_from_logprobs_per_step() -> None:
+    # Step 2 is judged "No" with probability e^-0.2; the others "Yes" with e^-0.1.
+    backend = ScriptedBackend(
+        [Rule(r"Step 2: She makes[^\n]*\n\nIs the last step", "No", logprob=-0.2), Rule("Is the last step", "Yes", logprob=-0.1)]
+    )
+    verdict, graph = await _verify("judge", backend, STEPS)
+    assert verdict.scores == pytest.approx([math.exp(-0.1), 1 - math.exp(-0.2), math.exp(-0.1)])
+    assert verdict.first_error == 1
+    assert graph.nx.graph["usage"].calls == 3  # one greedy verdict per step, counted
+    assert all(r.logprobs and r.temperature == 0 for r in backend.requests)
+
+
+async def test_judge_without_logprobs_samples_votes() -> None:
+    backend = ScriptedBackend([Rule("Is this solution correct", ["Yes", "No", "Yes", "Yes", "maybe", "No"])])
+    verdict, graph = await _verify(JudgeVerifier(per_step=False, votes=5), backend, STEPS)
+    # The greedy verdict ("Yes", no log-probabilities) is not enough: the 5 sampled votes that follow
+    # say No, Yes, Yes, maybe, No: 2 yes of 4 readable.
+    assert verdict.scores == [0.5] and not verdict.per_step
+    assert [r.n for r in backend.requests] == [1, 5] and backend.requests[1].temperature == 1.0
+    assert graph.nx.graph["usage"].calls == 2
