@@ -68,9 +68,9 @@ async def engine(base_url: str, calls: int, concurrency: int) -> None:
         for i in range(calls):
             graph.generate(GenerationRequest(prompt=f"question {i}", max_tokens=16), label="call")
         usage = await Engine(backend).run(graph)
-        failed = [n for n, a in graph.nx.nodes(data=True) if a["status"] != "done"]
+        failed = [n for n in graph.nodes() if n.status != "done"]
         if failed or usage.calls != calls:
-            raise RuntimeError(f"{len(failed)} calls failed; first: {graph.nx.nodes[failed[0]].get('error')}")
+            raise RuntimeError(f"{len(failed)} calls failed; first: {failed[0].error if failed else None}")
     finally:
         await backend.aclose()
 

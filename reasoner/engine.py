@@ -16,15 +16,29 @@ from collections.abc import Callable
 from typing import Any
 
 from reasoner.backends.base import Backend
-from reasoner.graph import Ctx, Forward, Graph, NodeFailed, NodeId
+from reasoner.graph import Capabilities, Ctx, Forward, Graph, NodeFailed, NodeId
 from reasoner.types import Completion, GenerationRequest, Usage
 
 MAX_N = 128
-BACKEND_FEATURES = ("name", "supports_n", "supports_tools", "supports_json_schema")
 
 #: Called as `on_node(event, node_id, attrs)` with event "start", "done" or "failed"; `attrs` are
-#: the node's trace attributes. For live displays (the terminal agent); must not block.
+#: the node's trace record (`Node.trace()`). For live displays (the terminal agent); must not block.
 NodeListener = Callable[[str, NodeId, dict[str, Any]], None]
+
+
+def capabilities(backend: Backend) -> Capabilities:
+    """What `backend` can do, as the nodes it runs see it (`ctx.backend`)."""
+    window = getattr(backend, "context_window", None) or getattr(backend, "n_ctx", None)
+    return Capabilities(
+        name=backend.name,
+        supports_n=backend.supports_n,
+        supports_tools=backend.supports_tools,
+        supports_json_schema=backend.supports_json_schema,
+        supports_streaming=backend.supports_streaming,
+        # The embedded model computes them only when loaded for it; servers return them when asked.
+        logprobs=bool(getattr(backend, "logprobs", True)),
+        context_window=window if isinstance(window, int) else None,
+    )
 
 
 class Engine:
@@ -32,13 +46,17 @@ class Engine:
         self.backend = backend
         self.merge_n = merge_n
         self.on_node = on_node
+        self._caps = Capabilities()
 
     def _tell(self, graph: Graph, event: str, nodes: list[NodeId]) -> None:
         if self.on_node is None:
             return
         for node in nodes:
-            attrs = graph.nx.nodes[node]
-            self.on_node(event if event == "start" else attrs["status"], node, attrs)
+            record = graph.node(node)
+            self.on_node(event if event == "start" else record.status, node, record.trace())
+
+    def _ctx(self, graph: Graph, node: NodeId) -> Ctx:
+        return Ctx(graph, node, self._caps)
 
     async def run(self, graph: Graph) -> Usage:
         """Run until no node can make progress; return what the model calls cost.
@@ -47,9 +65,9 @@ class Engine:
         Cancelling `run` cancels every request in flight.
         """
         t0 = time.perf_counter()
-        # What the backend can do, for nodes that adapt to it at run time (ReAct calls tools
-        # natively where it can); strategies never see the backend at build time.
-        graph.nx.graph["backend"] = {k: getattr(self.backend, k) for k in BACKEND_FEATURES}
+        # Read per run: an HTTP backend learns what its server can do from its first replies.
+        self._caps = capabilities(self.backend)
+        graph.meta["backend"] = self._caps.model_dump()
         running: dict[asyncio.Task[None], list[NodeId]] = {}
         try:
             while True:
@@ -64,7 +82,7 @@ class Engine:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        usage = usage_of(graph)
+        usage = graph.usage()
         usage.latency_s = time.perf_counter() - t0
         return usage
 
@@ -74,22 +92,20 @@ class Engine:
         groups: dict[str, list[tuple[NodeId, GenerationRequest]]] = defaultdict(list)
         self._tell(graph, "start", ready)
         for node in ready:
-            attrs = graph.nx.nodes[node]
-            attrs["status"] = "running"
-            attrs["started_s"] = round(time.perf_counter() - t0, 6)
-            if attrs["kind"] != "model":
+            record = graph.start(node, round(time.perf_counter() - t0, 6))
+            if record.kind != "model":
                 task = asyncio.create_task(self._run_function(graph, node, t0))
                 running[task] = [node]
                 continue
             try:
-                request = graph.callback(node)(Ctx(graph, node))
+                request = graph.callback(node)(self._ctx(graph, node))
                 if not isinstance(request, GenerationRequest):
                     raise TypeError(f"a model node must build a GenerationRequest, got {type(request).__name__}")
             except Exception as exc:  # noqa: BLE001 - recorded on the node, propagated to dependants
                 graph.fail(node, _describe(exc))
                 self._tell(graph, "end", [node])
                 continue
-            attrs["request"] = request.model_dump(mode="json", exclude_none=True)
+            record.request = request.model_dump(mode="json", exclude_none=True)
             # Identical siblings are grouped even without `n` support: `_complete` then splits the
             # group into single requests with distinct seeds, so seeded copies still differ.
             key = request.merge_key() if self.merge_n else node
@@ -102,7 +118,7 @@ class Engine:
     async def _run_function(self, graph: Graph, node: NodeId, t0: float) -> None:
         start = time.perf_counter()
         try:
-            result = graph.callback(node)(Ctx(graph, node))
+            result = graph.callback(node)(self._ctx(graph, node))
             if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError:
@@ -112,8 +128,9 @@ class Engine:
             graph.fail(node, _describe(exc))
             return
         finally:
-            graph.nx.nodes[node]["latency_s"] = round(time.perf_counter() - start, 6)
-            graph.nx.nodes[node]["ended_s"] = round(time.perf_counter() - t0, 6)
+            record = graph.node(node)
+            record.latency_s = round(time.perf_counter() - start, 6)
+            record.ended_s = round(time.perf_counter() - t0, 6)
         if isinstance(result, Forward):
             try:
                 graph.forward(node, result.target)
@@ -147,10 +164,10 @@ class Engine:
         for node, req in batch:
             mine = samples[offset : offset + req.n]
             offset += req.n
-            attrs = graph.nx.nodes[node]
-            attrs["ended_s"] = ended
+            record = graph.node(node)
+            record.ended_s = ended
             if len(batch) > 1:
-                attrs["merged"] = {"with": [n for n, _ in batch if n != node], "n": total_n}
+                record.merged = {"with": [n for n, _ in batch if n != node], "n": total_n}
             errors = [s for s in mine if isinstance(s, BaseException)]
             if errors:
                 graph.fail(node, _describe(errors[0]))
@@ -170,12 +187,8 @@ class Engine:
                 model=next(iter(own_parts.values())).model,
                 calls=len(new),
             )
-            attrs.update(
-                calls=share.calls,
-                prompt_tokens=share.prompt_tokens,
-                completion_tokens=tokens,
-                latency_s=round(latency, 6),
-            )
+            record.calls, record.prompt_tokens, record.completion_tokens = share.calls, share.prompt_tokens, tokens
+            record.latency_s = round(latency, 6)
             graph.finish(node, share)
 
     async def _complete(self, request: GenerationRequest) -> list[tuple[int, Completion | BaseException]]:
@@ -221,12 +234,3 @@ def _describe(exc: BaseException) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     loc = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     return f"{type(exc).__name__}: {exc}{loc}"
-
-
-def usage_of(graph: Graph) -> Usage:
-    usage = Usage()
-    for _, attrs in graph.nx.nodes(data=True):
-        usage.calls += attrs.get("calls", 0)
-        usage.prompt_tokens += attrs.get("prompt_tokens", 0)
-        usage.completion_tokens += attrs.get("completion_tokens", 0)
-    return usage

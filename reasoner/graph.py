@@ -11,13 +11,13 @@ import itertools
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import networkx as nx
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from reasoner.types import GenerationRequest
+from reasoner.types import GenerationRequest, Usage
 
 NodeId = str
 Kind = Literal["model", "tool", "function"]
@@ -36,12 +36,61 @@ class Forward:
     target: NodeId
 
 
-class Ctx(Mapping[NodeId, Any]):
-    """What a node's callback sees: its predecessors' outputs, by node id, and the graph to grow."""
+class Capabilities(BaseModel):
+    """What the backend running a graph can do, for nodes that adapt to it at run time (ReAct
+    calls tools natively where it can). Strategies never see the backend at build time."""
 
-    def __init__(self, graph: Graph, node: NodeId) -> None:
+    model_config = ConfigDict(frozen=True)
+
+    name: str = "unknown"
+    supports_n: bool = False
+    supports_tools: bool = False
+    supports_json_schema: bool = False
+    supports_streaming: bool = False
+    logprobs: bool = False  # whether requests asking for token log-probabilities get them
+    context_window: int | None = None  # tokens, where the backend knows it
+
+
+@dataclass(slots=True)
+class Node:
+    """One step of a graph and what it did: its record in the trace."""
+
+    id: NodeId
+    kind: Kind
+    label: str
+    order: int
+    status: Status = "pending"
+    tolerant: bool = False  # runs after failed dependencies too
+    request: dict[str, Any] | None = None  # model nodes: the request sent, as JSON
+    output: Any = None  # a JSON-safe summary of the output, once done
+    error: str | None = None
+    upstream: NodeId | None = None  # the failed dependency this node failed because of
+    forward: NodeId | None = None  # the node whose output this one took over
+    merged: dict[str, Any] | None = None  # model nodes served by one request with others
+    calls: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    started_s: float | None = None  # seconds since the run began
+    ended_s: float | None = None
+    latency_s: float | None = None
+
+    def usage(self) -> Usage:
+        return Usage(calls=self.calls or 0, prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0)
+
+    def trace(self) -> dict[str, Any]:
+        """The record as trace JSON: the fields that are set (`tolerant` only when true)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
+        return {k: v for k, v in out.items() if v is not None and (k != "tolerant" or v)}
+
+
+class Ctx(Mapping[NodeId, Any]):
+    """What a node's callback sees: its predecessors' outputs, by node id, the graph to grow, and
+    what the backend can do."""
+
+    def __init__(self, graph: Graph, node: NodeId, backend: Capabilities | None = None) -> None:
         self.graph = graph
         self.node = node
+        self.backend = backend or Capabilities()
 
     def __getitem__(self, key: NodeId) -> Any:
         if key not in self.graph.nx.pred[self.node]:
@@ -59,7 +108,7 @@ class Ctx(Mapping[NodeId, Any]):
         return self.graph.status(key) == "done"
 
     def error(self, key: NodeId) -> str | None:
-        return self.graph.nx.nodes[key].get("error")
+        return self.graph.node(key).error
 
 
 class NodeFailed(Exception):
@@ -72,13 +121,16 @@ class NodeFailed(Exception):
 
 
 class Graph:
-    """A growing DAG of steps. `nx` is the networkx graph whose node attributes form the trace."""
+    """A growing DAG of steps: `nx` holds its structure (edges run from a dependency to its
+    dependant), `node(id)` each step's record; the records and edges form the trace."""
 
     def __init__(self, prefix: str = "", _root: Graph | None = None) -> None:
         self.prefix = prefix
         self._root = _root or self
         if _root is None:
             self.nx: nx.DiGraph = nx.DiGraph()
+            self.meta: dict[str, Any] = {}  # the trace's graph-level facts (the backend that ran it)
+            self._nodes: dict[NodeId, Node] = {}
             self._callbacks: dict[NodeId, Callback] = {}
             self._outputs: dict[NodeId, Any] = {}
             self._unfinished_preds: dict[NodeId, int] = {}
@@ -86,6 +138,7 @@ class Graph:
             self._counter = itertools.count()
         else:
             self.nx = _root.nx
+            self.meta = _root.meta
 
     # -- building -------------------------------------------------------------------------
 
@@ -121,28 +174,27 @@ class Graph:
     def _add(self, kind: Kind, fn: Callback, after: Iterable[NodeId], label: str, tolerant: bool = False) -> NodeId:
         root = self._root
         node = f"{self.prefix}{label}"
-        if node in root.nx:
+        if node in root._nodes:
             node = f"{node}#{next(root._counter)}"
         after = list(after)
         for dep in after:
-            if dep not in root.nx:
+            if dep not in root._nodes:
                 raise KeyError(f"node {node!r} depends on unknown node {dep!r}")
-        root.nx.add_node(node, kind=kind, label=label, status="pending", order=root.nx.number_of_nodes())
-        if tolerant:
-            root.nx.nodes[node]["tolerant"] = True
+        root._nodes[node] = Node(id=node, kind=kind, label=label, order=len(root._nodes), tolerant=tolerant)
+        root.nx.add_node(node)
         root._callbacks[node] = fn
         for dep in after:
             root.nx.add_edge(dep, node)
         root._unfinished_preds[node] = 0
         for dep in after:
             root._count_dependency(dep, node)
-        if root._unfinished_preds[node] == 0 and root.nx.nodes[node]["status"] == "pending":
+        if root._unfinished_preds[node] == 0 and root._nodes[node].status == "pending":
             root._ready.append(node)
         return node
 
     def _count_dependency(self, dep: NodeId, node: NodeId) -> None:
-        status = self.nx.nodes[dep]["status"]
-        if status == "failed" and self.nx.nodes[node].get("tolerant"):
+        status = self._nodes[dep].status
+        if status == "failed" and self._nodes[node].tolerant:
             return
         if status == "failed":
             self._fail(node, f"depends on failed node {dep!r}", upstream=dep)
@@ -151,11 +203,19 @@ class Graph:
 
     # -- state, used by the engine ----------------------------------------------------------
 
+    def node(self, node: NodeId) -> Node:
+        """The record of a step (its status, request, output summary, usage, error, timings)."""
+        return self._root._nodes[node]
+
+    def nodes(self) -> list[Node]:
+        """Every step's record, in the order they were added."""
+        return list(self._root._nodes.values())
+
     def output(self, node: NodeId) -> Any:
-        root = self._root
-        if root.nx.nodes[node]["status"] != "done":
-            raise NodeFailed(node, root.nx.nodes[node].get("error") or "no output yet")
-        return root._outputs[node]
+        record = self.node(node)
+        if record.status != "done":
+            raise NodeFailed(node, record.error or "no output yet")
+        return self._root._outputs[node]
 
     def callback(self, node: NodeId) -> Callback:
         return self._root._callbacks[node]
@@ -166,34 +226,39 @@ class Graph:
         root._ready.clear()
         return ready
 
+    def start(self, node: NodeId, at_s: float) -> Node:
+        """Mark a ready step as running, `at_s` seconds into the run; its record, to fill in."""
+        record = self.node(node)
+        record.status, record.started_s = "running", at_s
+        return record
+
     def forward(self, node: NodeId, target: NodeId) -> None:
         """Make `node` finish with `target`'s output, once `target` is done."""
         root = self._root
-        if target not in root.nx:
+        if target not in root._nodes:
             raise KeyError(f"node {node!r} forwards to unknown node {target!r}")
         if target == node or nx.has_path(root.nx, node, target):
             # The target would wait for this node's output while this node waits for the target's.
             raise ValueError(f"node {node!r} cannot forward to {target!r}: {target!r} depends on it")
         root.nx.add_edge(target, node, forward=True)
-        root.nx.nodes[node]["status"] = "waiting"
-        root.nx.nodes[node]["forward"] = target
+        record = root._nodes[node]
+        record.status, record.forward = "waiting", target
         root._unfinished_preds[node] = 0
         root._count_dependency(target, node)
-        if root._unfinished_preds[node] == 0 and root.nx.nodes[node]["status"] == "waiting":
+        if root._unfinished_preds[node] == 0 and record.status == "waiting":
             root.finish(node, root._outputs[target])
 
     def finish(self, node: NodeId, output: Any) -> None:
         root = self._root
-        attrs = root.nx.nodes[node]
+        record = root._nodes[node]
         root._outputs[node] = output
-        attrs["status"] = "done"
-        attrs["output"] = summarize(output)
+        record.status, record.output = "done", summarize(output)
         for succ in root.nx.successors(node):
-            if root.nx.nodes[succ]["status"] not in ("pending", "waiting"):
+            if root._nodes[succ].status not in ("pending", "waiting"):
                 continue
             root._unfinished_preds[succ] -= 1
             if root._unfinished_preds[succ] == 0:
-                if root.nx.nodes[succ]["status"] == "waiting":
+                if root._nodes[succ].status == "waiting":
                     root.finish(succ, output)
                 else:
                     root._ready.append(succ)
@@ -206,16 +271,13 @@ class Graph:
         stack = [(node, error, upstream)]
         while stack:
             current, err, up = stack.pop()
-            attrs = self.nx.nodes[current]
-            if attrs["status"] in ("done", "failed"):
+            record = self._nodes[current]
+            if record.status in ("done", "failed"):
                 continue
-            attrs["status"] = "failed"
-            attrs["error"] = err
-            if up is not None:
-                attrs["upstream"] = up
+            record.status, record.error, record.upstream = "failed", err, up
             for succ in self.nx.successors(current):
-                succ_attrs = self.nx.nodes[succ]
-                if succ_attrs.get("tolerant") and succ_attrs["status"] == "pending":
+                dependant = self._nodes[succ]
+                if dependant.tolerant and dependant.status == "pending":
                     self._unfinished_preds[succ] -= 1
                     if self._unfinished_preds[succ] == 0:
                         self._ready.append(succ)
@@ -223,24 +285,38 @@ class Graph:
                     stack.append((succ, f"depends on failed node {current!r}", current))
 
     def status(self, node: NodeId) -> Status:
-        return self._root.nx.nodes[node]["status"]
+        return self.node(node).status
 
     def root_cause(self, node: NodeId) -> str | None:
         """The error of the step where `node`'s failure began, named: "reason: BackendError: …",
         not "depends on failed node 'reason'". None if nothing on that chain failed."""
-        attrs = self._root.nx.nodes
         seen = set()
-        while "upstream" in attrs[node] and node not in seen:
-            seen.add(node)
-            node = attrs[node]["upstream"]
-        error = attrs[node].get("error")
-        return f"{node}: {error}" if error else None
+        record = self.node(node)
+        while record.upstream is not None and record.id not in seen:
+            seen.add(record.id)
+            record = self.node(record.upstream)
+        return f"{record.id}: {record.error}" if record.error else None
+
+    def usage(self) -> Usage:
+        """What the graph's model calls cost (calls and tokens; no wall time)."""
+        total = Usage()
+        for record in self._root._nodes.values():
+            total += record.usage()
+        return total
 
     # -- trace ------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        """The executed graph as networkx node-link JSON (nodes with attributes, then edges)."""
-        return nx.node_link_data(self._root.nx, edges="edges")
+        """The executed graph as networkx node-link JSON: each node's record, then the edges
+        (`forward: true` on an edge from a target to the node it finished)."""
+        root = self._root
+        return {
+            "directed": True,
+            "multigraph": False,
+            "graph": dict(root.meta),
+            "nodes": [{**record.trace(), "id": record.id} for record in root._nodes.values()],
+            "edges": [{**data, "source": u, "target": v} for u, v, data in root.nx.edges(data=True)],
+        }
 
 
 def summarize(value: Any, limit: int = 4000) -> Any:

@@ -141,7 +141,7 @@ class ReAct(Strategy):
         steps: list[Step] = []  # this run's transcript; each step is appended by its `observation` node
 
         def native(ctx: Ctx) -> bool:
-            return self.mode == "native" or (self.mode == "auto" and bool(ctx.graph.nx.graph.get("backend", {}).get("supports_tools")))
+            return self.mode == "native" or (self.mode == "auto" and ctx.backend.supports_tools)
 
         def transcript() -> str:
             return templates.render("react/transcript.j2", steps=steps)

@@ -9,7 +9,7 @@ import pytest
 
 from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.engine import Engine
-from reasoner.graph import Ctx, Forward, Graph
+from reasoner.graph import Capabilities, Ctx, Forward, Graph, Node
 from reasoner.trace import render_tree
 from reasoner.types import GenerationRequest
 
@@ -49,7 +49,7 @@ async def test_a_node_can_read_only_its_dependencies() -> None:
     b = graph.function(lambda ctx: ctx[a], label="b")  # no edge from a
     await Engine(ScriptedBackend([])).run(graph)
     assert graph.status(b) == "failed"
-    assert "not one of its dependencies" in graph.nx.nodes[b]["error"]
+    assert "not one of its dependencies" in graph.node(b).error
 
 
 async def test_a_finished_node_grows_the_graph_and_forwards_its_result() -> None:
@@ -67,7 +67,7 @@ async def test_a_finished_node_grows_the_graph_and_forwards_its_result() -> None
     assert graph.output(root) == ["0", "1", "2"]
     assert graph.output(after) == 3
     assert {"step0", "step1", "step2", "join"} <= set(graph.nx.nodes)
-    assert graph.nx.nodes[root]["forward"] == "join"
+    assert graph.node(root).forward == "join"
     assert graph.nx.has_edge("join", root)
 
 
@@ -99,7 +99,7 @@ async def test_forwarding_to_a_dependant_is_refused_not_deadlocked() -> None:
     node = graph.function(bad, label="bad")
     await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
     assert graph.status(node) == "failed"
-    assert "depends on it" in graph.nx.nodes[node]["error"]
+    assert "depends on it" in graph.node(node).error
 
 
 async def test_a_failure_fails_its_dependants_and_spares_the_rest() -> None:
@@ -117,11 +117,11 @@ async def test_a_failure_fails_its_dependants_and_spares_the_rest() -> None:
     await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
     assert graph.status(good) == "done"
     assert graph.status(bad) == "failed"
-    assert "RuntimeError: tool exploded" in graph.nx.nodes[bad]["error"]
-    assert graph.status(child) == "failed" and graph.nx.nodes[child]["upstream"] == bad
-    assert graph.status(grandchild) == "failed" and graph.nx.nodes[grandchild]["upstream"] == child
+    assert "RuntimeError: tool exploded" in graph.node(bad).error
+    assert graph.status(child) == "failed" and graph.node(child).upstream == bad
+    assert graph.status(grandchild) == "failed" and graph.node(grandchild).upstream == child
     assert graph.status(unmatched) == "failed"
-    assert "no scripted rule matches" in graph.nx.nodes[unmatched]["error"]
+    assert "no scripted rule matches" in graph.node(unmatched).error
 
 
 async def test_a_node_added_after_its_dependency_failed_fails_at_once() -> None:
@@ -145,8 +145,8 @@ async def test_sibling_samples_merge_into_one_request_with_n() -> None:
     assert usage.calls == 2
     # The shared prompt is billed once for the merged request.
     assert usage.prompt_tokens == 2
-    assert graph.nx.nodes[samples[0]]["merged"]["n"] == 4
-    assert graph.nx.nodes[samples[1]]["prompt_tokens"] == 0
+    assert graph.node(samples[0]).merged["n"] == 4
+    assert graph.node(samples[1]).prompt_tokens == 0
 
 
 async def test_without_n_support_samples_are_concurrent_single_requests() -> None:
@@ -220,7 +220,7 @@ async def test_a_model_node_must_build_a_request() -> None:
     graph = Graph()
     node = graph.generate(lambda ctx: "not a request", label="bad")  # type: ignore[arg-type,return-value]
     await Engine(ScriptedBackend([])).run(graph)
-    assert "must build a GenerationRequest" in graph.nx.nodes[node]["error"]
+    assert "must build a GenerationRequest" in graph.node(node).error
 
 
 def test_a_backend_can_be_reused_across_event_loops() -> None:
@@ -273,7 +273,7 @@ async def test_split_samples_fail_one_at_a_time() -> None:
     usage = await Engine(backend).run(graph)
     assert [graph.status(n) for n in nodes] == ["done", "failed", "done"]
     assert [graph.output(n).text for n in (nodes[0], nodes[2])] == ["s20", "s22"]
-    assert "one bad sample" in graph.nx.nodes[nodes[1]]["error"]
+    assert "one bad sample" in graph.node(nodes[1]).error
     assert usage.calls == 2  # the failed request is not billed
 
 
@@ -306,3 +306,43 @@ async def test_a_failed_graph_is_freed_after_its_solve(monkeypatch: pytest.Monke
     del solution
     gc.collect()
     assert made and all(ref() is None for ref in made)
+
+
+async def test_nodes_are_told_what_the_backend_can_do() -> None:
+    backend = ScriptedBackend([("x", "y")], supports_n=False)
+    backend.supports_tools = True
+    graph = Graph()
+    seen = graph.function(lambda ctx: ctx.backend, label="seen")
+    await Engine(backend).run(graph)
+    caps = graph.output(seen)
+    assert isinstance(caps, Capabilities)
+    assert caps.name == "scripted" and caps.supports_tools and not caps.supports_n and not caps.supports_json_schema
+    # The trace still records which backend ran it.
+    assert graph.to_json()["graph"]["backend"]["supports_tools"] is True
+
+
+def test_a_node_outside_a_run_assumes_no_capabilities() -> None:
+    graph = Graph()
+    node = graph.function(lambda ctx: None, label="n")
+    assert Ctx(graph, node).backend == Capabilities()
+
+
+async def test_each_step_has_a_typed_record() -> None:
+    backend = ScriptedBackend([("hello", "world")])
+    graph = Graph()
+    a = graph.generate(req("hello"), label="a")
+    b = graph.function(lambda ctx: 1 / 0, after=[a], label="b", tolerate_failures=True)
+    c = graph.function(lambda ctx: ctx[b], after=[b], label="c")
+    usage = await Engine(backend).run(graph)
+    records = graph.nodes()
+    assert [r.id for r in records] == [a, b, c] and all(isinstance(r, Node) for r in records)
+    model = graph.node(a)
+    assert (model.kind, model.status, model.order, model.request["prompt"]) == ("model", "done", 0, "hello")
+    assert model.usage().calls == 1 and graph.usage().calls == usage.calls == 1
+    assert graph.node(b).tolerant and graph.node(b).error.startswith("ZeroDivisionError")
+    assert graph.node(c).upstream == b and graph.root_cause(c) == f"b: {graph.node(b).error}"
+    # The trace keeps networkx's node-link shape: a record's unset fields are left out.
+    trace = graph.to_json()
+    assert set(trace) == {"directed", "multigraph", "graph", "nodes", "edges"}
+    assert trace["nodes"][1]["tolerant"] is True and "tolerant" not in trace["nodes"][0]
+    assert "output" not in trace["nodes"][2] and trace["nodes"][2]["id"] == c
