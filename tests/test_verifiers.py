@@ -89,8 +89,8 @@ async def _verify(verifier_spec: str | JudgeVerifier, backend: ScriptedBackend, 
 async def test_arith_runs_as_a_traced_tool_node_without_model_calls() -> None:
     verdict, graph = await _verify("arith", ScriptedBackend([]), STEPS)
     assert verdict.first_error == 1
-    [(node, attrs)] = list(graph.nx.nodes(data=True))
-    assert attrs["kind"] == "tool" and attrs["output"]["scores"] == [1.0, 0.0, 1.0]
+    [node] = list(graph.nx.nodes)
+    assert graph.node(node).kind == "tool" and graph.node(node).output["scores"] == [1.0, 0.0, 1.0]
     assert graph.nx.graph["usage"].calls == 0
 
 

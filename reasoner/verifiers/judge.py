@@ -78,7 +78,9 @@ class JudgeVerifier(Verifier):
                 return Verdict(verifier=self.spec, steps=[], scores=[], per_step=self.per_step)
             # Each step is judged with the steps before it, all steps at once.
             shown = [lines[: i + 1] for i in range(len(lines))] if self.per_step else [lines]
-            scored = [self._score(graph, question, s, f"{label}.judge{i}") for i, s in enumerate(shown)]
+            # A backend known to return no log-probabilities is asked for sampled votes at once.
+            greedy = self.model is not None or ctx.backend.logprobs
+            scored = [self._score(graph, question, s, f"{label}.judge{i}", greedy) for i, s in enumerate(shown)]
 
             def combine(ctx: Ctx) -> Verdict:
                 return Verdict(verifier=self.spec, steps=lines, scores=[ctx[n] for n in scored], per_step=self.per_step)
@@ -87,19 +89,22 @@ class JudgeVerifier(Verifier):
 
         return graph.function(start, after=after, label=label)
 
-    def _score(self, graph: Graph, question: str, steps: Sequence[str], label: str) -> NodeId:
+    def _score(self, graph: Graph, question: str, steps: Sequence[str], label: str, greedy: bool) -> NodeId:
         """A node whose output is P(yes) for one judgement: greedy with log-probabilities, and
         sampled votes only where none came back."""
-        greedy = self._call(graph, self.request(question, steps), label, after=())
+        if not greedy:
+            votes = self._call(graph, self.request(question, steps, sampled=True), f"{label}.votes", after=())
+            return graph.function(lambda c: share_yes(c[votes]), after=[votes], label=f"{label}.share")
+        first = self._call(graph, self.request(question, steps), label, after=())
 
         def read(ctx: Ctx) -> float | Forward:
-            p = p_yes(ctx[greedy])
+            p = p_yes(ctx[first])
             if p is not None:
                 return p
-            votes = self._call(graph, self.request(question, steps, sampled=True), f"{label}.votes", after=[greedy])
+            votes = self._call(graph, self.request(question, steps, sampled=True), f"{label}.votes", after=[first])
             return Forward(graph.function(lambda c: share_yes(c[votes]), after=[votes], label=f"{label}.share"))
 
-        return graph.function(read, after=[greedy], label=f"{label}.p_yes")
+        return graph.function(read, after=[first], label=f"{label}.p_yes")
 
     def _call(self, graph: Graph, request: GenerationRequest, label: str, after: Sequence[NodeId]) -> NodeId:
         if self.model is None:
@@ -116,13 +121,11 @@ class JudgeVerifier(Verifier):
         finally:
             await backend.aclose()
         # Recorded like a model node's, so the engine's usage counts the judge's calls too.
-        ctx.graph.nx.nodes[ctx.node].update(
-            request=request.model_dump(mode="json", exclude_none=True),
-            model=self.model,
-            calls=completion.calls,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-        )
+        record = ctx.graph.node(ctx.node)
+        record.request = request.model_dump(mode="json", exclude_none=True)
+        record.calls = completion.calls
+        record.prompt_tokens = completion.prompt_tokens
+        record.completion_tokens = completion.completion_tokens
         return completion
 
 

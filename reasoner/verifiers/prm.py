@@ -60,7 +60,8 @@ class PRMVerifier(Verifier):
             scores: list[float] = []
             if lines:
                 scores, usage = await self.score(self.texts(question, lines))
-                ctx.graph.nx.nodes[ctx.node].update(calls=1, prompt_tokens=usage, model=self.model)
+                record = ctx.graph.node(ctx.node)
+                record.calls, record.prompt_tokens = 1, usage
             if self.step_tag is not None and self.per_step is False:
                 scores = scores[-1:]
             return Verdict(verifier=self.spec, steps=lines, scores=scores, per_step=self.per_step)
