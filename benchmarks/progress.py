@@ -77,7 +77,8 @@ class _TallyColumn(ProgressColumn):
             return Text(f"{t.errors} err", style="red" if t.errors else "")
         if self.kind == "tps":
             return Text(f"{t.rate(elapsed):>12}")
-        return Text(f"ETA {t.eta(elapsed):>8}")
+        eta = t.eta(elapsed)
+        return Text(f"{eta:>12}" if eta == "done" else f"ETA {eta:>8}")
 
 
 class ProgressView:
@@ -101,7 +102,8 @@ class ProgressView:
         if self.live:
             width = max(len(label) for label in self.tallies)
             self.progress = Progress(
-                TextColumn(f"[bold]{{task.description:<{width}}}", markup=False),
+                # Not markup: a label is the user's text, and "[x]" in it must show as written.
+                TextColumn(f"{{task.description:<{width}}}", style="bold", markup=False),
                 BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 *(_TallyColumn(self, kind) for kind in ("acc", "err", "tps", "eta")),

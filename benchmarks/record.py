@@ -47,7 +47,8 @@ class Record(BaseModel):
     completion_tokens: int = 0
     latency_s: float = 0.0
     error: str | None = None  # why the question failed
-    #: The strategy this one fell back to (PAL, least-to-most, plan-dag), None when it did not.
+    #: The strategy this one fell back to (PAL, least-to-most, plan-dag) when its own method gave up;
+    #: "none" when it gave up with no fallback set; None when it did not give up.
     fallback: str | None = None
     session: int = 0
     started_at: float = 0.0  # unix seconds

@@ -303,8 +303,9 @@ def markdown_report(run: dict[str, Any], summary: dict[str, Any], plot_note: str
         out += [
             "## Fallbacks",
             "",
-            "Questions a strategy answered through another one (a program that failed, a plan that did not parse): "
-            "that share of its score is the other strategy's.",
+            "Questions on which a strategy's own method gave up (a program that failed, a plan that did not parse) "
+            "and another strategy answered: that share of its score is the other strategy's "
+            "(*none*: no fallback was set, so the question went unanswered).",
             "",
             _markdown_table(["strategy", "fell back", "rate", "to"], rows),
             "",
