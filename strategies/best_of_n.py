@@ -1,0 +1,76 @@
+"""Best-of-N with a verifier (the baseline of test-time-compute libraries: Hugging Face's
+search-and-learn, its_hub; Cobbe et al. 2021, "Training Verifiers to Solve Math Word Problems").
+
+Draw N solutions from an inner strategy (one request with n=N, as in self-consistency), score each
+with the verifier — per step, reduced to one number by `aggregate` (min, product or last) — and
+answer with the best-scored solution. Ties go to the answer more of the tied solutions reach, then
+to the first drawn.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import Field, field_validator
+
+from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.strategy import Strategy
+from reasoner.types import Answer
+from reasoner.verifiers import Aggregation, Verdict, split_steps
+from reasoner.strategies.stepwise import aggregate_field, checked_inner, checked_verifier, inner_sampler, verifier_field, verifier_of
+
+
+class BestOfN(Strategy):
+    name = "best-of-n"
+    summary = "N sampled solutions; a verifier scores each (steps aggregated by min/product/last) and picks the best."
+
+    samples: int = Field(8, ge=1, le=128, description="number of sampled solutions N")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    inner: str = Field("few-shot-cot", description="the strategy sampled N times (any whose result is an answer)")
+    verifier: str = verifier_field()
+    aggregate: Aggregation = aggregate_field()
+
+    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
+    _inner_name = field_validator("inner")(classmethod(lambda cls, v: checked_inner(v, "best-of-n")))
+
+    def build(self, graph: Graph, question: str) -> NodeId:
+        verifier = verifier_of(self.verifier)
+        inner = inner_sampler(self, self.inner)
+        samples, verdicts = [], []
+        for i in range(self.samples):
+            scope = graph.scope(f"sample{i}")
+            sample = inner.build(scope, question)
+            samples.append(sample)
+            verdicts.append(verifier.verify(scope, question, lambda ctx, s=sample: split_steps(ctx[s].text), after=[sample]))
+
+        def pick(ctx: Ctx) -> Answer:
+            scored = [(ctx[s], ctx[v]) for s, v in zip(samples, verdicts) if ctx.ok(s) and ctx.ok(v)]
+            if not scored:
+                first = next(n for n in [*samples, *verdicts] if not ctx.ok(n))
+                raise RuntimeError(f"every sample or its verification failed; first: {ctx.error(first)}")
+            return choose(scored, self.aggregate)
+
+        return graph.function(pick, after=[*samples, *verdicts], label="select", tolerate_failures=True)
+
+
+def choose(scored: list[tuple[Answer, Verdict]], how: Aggregation) -> Answer:
+    scores = [v.score(how) for _, v in scored]
+    best = max(scores)
+    tied = [i for i, s in enumerate(scores) if s == best]
+    counts = Counter(scored[i][0].answer for i in tied if scored[i][0].answer is not None)
+    top = counts.most_common(1)[0][0] if counts else None
+    chosen = next((i for i in tied if scored[i][0].answer == top), tied[0])
+    answer, verdict = scored[chosen]
+    return Answer(
+        answer=answer.answer,
+        text=answer.text,
+        score=best,
+        details={
+            "chosen": chosen,
+            "scores": [round(s, 6) for s in scores],
+            "answers": [a.answer for a, _ in scored],
+            "first_errors": [v.first_error for _, v in scored],
+            "verifier": verdict.verifier,
+            "aggregate": how,
+        },
+    )

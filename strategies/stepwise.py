@@ -1,0 +1,101 @@
+"""What the verifier-guided strategies share: step prompts, the verifier option, inner strategies.
+
+A partial solution is a tuple of steps (lines). The model is shown worked exemplars and the
+question, and its reply is begun with the steps so far, so it writes the next step (`stop` at the
+line's end) or the rest of the solution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+
+from pydantic import Field
+
+from reasoner.strategy import Strategy, available
+from reasoner.types import GenerationRequest
+from reasoner.verifiers import Verifier, open_verifier
+from reasoner.strategies.common import gsm8k_exemplars, templates
+from reasoner.strategies.tree_of_thought import gives_answer
+
+Steps = tuple[str, ...]
+END_OF_SOLUTION = ("\nQ:", "\n\n")
+
+
+def verifier_field(default: str = "arith") -> object:
+    return Field(default, description="verifier spec: arith, judge, judge:MODEL_SPEC or prm:URL[;model=M][;step_tag=T]")
+
+
+def aggregate_field(default: str = "min") -> object:
+    return Field(default, description="step scores as one: min (weakest step), product, or last (latest step)")
+
+
+def checked_verifier(spec: str) -> str:
+    """A field validator's body: the spec opens, or a clear error naming it."""
+    open_verifier(spec)
+    return spec
+
+
+def verifier_of(spec: str) -> Verifier:
+    return open_verifier(spec)
+
+
+@cache
+def _strategies() -> dict[str, type[Strategy]]:
+    return available()
+
+
+def checked_inner(name: str, owner: str) -> str:
+    known = _strategies()
+    if name not in known:
+        raise ValueError(f"unknown inner strategy {name!r} for {owner}; known: {', '.join(sorted(known))}")
+    return name
+
+
+def inner_sampler(options: Strategy, name: str, seed_offset: int = 0) -> Strategy:
+    """The inner strategy with the outer one's sampling settings (its other options default)."""
+    return _strategies()[name](
+        temperature=options.temperature,
+        top_p=options.top_p,
+        max_tokens=options.max_tokens,
+        seed=None if options.seed is None else options.seed + seed_offset,
+        logprobs=options.logprobs,
+    )
+
+
+def step_request(
+    options: Strategy, question: str, steps: Sequence[str], *, k: int, n: int = 1, temperature: float | None = None,
+    whole: bool = False, seed_offset: int = 0,
+) -> GenerationRequest:
+    """Ask for the next step after `steps` (one line) or, `whole`, the rest of the solution."""
+    user = templates.render("steps/solve.j2", exemplars=gsm8k_exemplars()[:k], question=question)
+    prefill = templates.render("steps/partial.j2", steps=steps)
+    overrides: dict[str, object] = {"n": n, "stop": END_OF_SOLUTION if whole else ("\n",)}
+    if temperature is not None:
+        overrides["temperature"] = temperature
+    if options.seed is not None:
+        overrides["seed"] = options.seed + seed_offset
+    if not whole:
+        overrides["max_tokens"] = min(options.max_tokens, 128)
+    return options.turn(user, prefill, **overrides)
+
+
+def step_of(text: str) -> str:
+    """A sampled step: its first line, without an "A:" a model not shown the prefill may write."""
+    return re.sub(r"^\s*A:", "", text.strip()).strip().split("\n")[0].strip()
+
+
+def lines_of(text: str) -> list[str]:
+    """The steps of a continuation, up to the line that gives the answer."""
+    out: list[str] = []
+    for line in re.sub(r"^\s*A:", "", text.strip()).splitlines():
+        if line.strip():
+            out.append(line.strip())
+            if gives_answer(line):
+                break
+    return out
+
+
+def finished(steps: Sequence[str]) -> bool:
+    return bool(steps) and gives_answer(steps[-1])
