@@ -163,8 +163,9 @@ async def run_gsm8k(config: BenchConfig, *, backend: Backend | None = None, cons
     out = Path(config.out)
     created = prepare_folder(out)
     with RunLock(out, remove_folder_if_empty=created) as lock:
-        if (stale := describe_stale(lock.previous)) is not None:
-            _note(console, stale)
+        for note in (describe_stale(lock.previous), lock.unsupported):
+            if note is not None:
+                _note(console, note)
         return await _run_locked(config, strategies, questions, out, backend, console)
 
 

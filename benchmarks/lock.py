@@ -40,6 +40,7 @@ class RunLock:
         self.path = out / LOCK_NAME
         self.remove_folder_if_empty = remove_folder_if_empty
         self.previous: dict[str, Any] | None = None  # what a dead holder left, when we took over
+        self.unsupported: str | None = None  # why the folder could not be locked, where it could not
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -55,6 +56,10 @@ class RunLock:
                 os.close(fd)
                 raise BenchError(f"{self.path.parent} is in use by another run ({_describe(holder)}); "
                                  "wait for it to end, or choose another --out") from None
+            except OSError as exc:  # a filesystem without locks (some network or FUSE mounts)
+                os.close(fd)
+                self.unsupported = f"the run folder cannot be locked ({exc.strerror or exc}): do not start a second run on it"
+                return self
             # The holder before us may have removed the file between our open and our lock: then
             # what we hold is a lock on nothing, and we start over on the new file.
             try:
@@ -68,18 +73,22 @@ class RunLock:
         self.previous = _read(fd) or None
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        except OSError as exc:  # a full disk, say: nothing of the run is written yet
+            self.__exit__()
+            raise BenchError(f"cannot write in the run folder {self.path.parent}: {exc.strerror or exc}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is None:
-            return
-        # Unlink while still holding the lock, so no one can lock the old file after we let go.
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None or self.unsupported:
+            # Unlink while still holding the lock, so no one can lock the old file after we let go.
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self.remove_folder_if_empty:
             with contextlib.suppress(OSError):
                 self.path.parent.rmdir()  # only succeeds if nothing was written

@@ -253,3 +253,18 @@ def test_a_server_echoing_the_key_gets_it_nowhere(
         assert KEY not in text and PASSWORD not in text, path.name
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert any("***" in r["text"] for r in rows)
+
+
+def test_a_folder_that_cannot_be_locked_is_said_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "run"
+    with RunLock(out.parent) as lock:
+        assert lock.unsupported is not None and "cannot be locked" in lock.unsupported
+    assert not (out.parent / "run.lock").exists()
