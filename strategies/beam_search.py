@@ -48,6 +48,7 @@ class BeamSearch(Strategy):
     def build(self, graph: Graph, question: str) -> NodeId:
         verifier = verifier_of(self.verifier)
         done: list[tuple[int, Steps, float]] = []
+        closed: list[int] = []  # beams (dvts: subtrees) that ended with a finished solution
 
         def level(depth: int, beams: list[Beam]) -> NodeId:
             # Beams with one prefix (the root's copies) make identical requests, which merge into one.
@@ -79,13 +80,16 @@ class BeamSearch(Strategy):
             if fresh and not scored:
                 raise RuntimeError(f"every verification at depth {depth + 1} failed; first: {ctx.error(verdicts[0])}")
             scored.sort(key=lambda b: -b[2])  # stable: equal scores keep the order they were sampled in
+            if self.dvts:  # each open subtree's best child goes on, or ends the subtree if finished
+                best = [next(b for b in scored if b[0] == t) for t in dict.fromkeys(b[0] for b in scored) if t not in closed]
+            else:  # the best `width` less those already finished go on; finished ones among them end
+                best = scored[: max(0, self.width - len(closed))]
+            for b in best:
+                if finished(b[1]):
+                    closed.append(b[0])
+            # Every finished solution is kept to answer with; only those that made the cut end a beam.
             done.extend(b for b in scored if finished(b[1]))
-            going = [b for b in scored if not finished(b[1])]
-            if self.dvts:
-                closed = {t for t, _, _ in done}
-                keep = [next(b for b in going if b[0] == t) for t in dict.fromkeys(b[0] for b in going) if t not in closed]
-            else:
-                keep = going[: max(0, self.width - len(done))]
+            keep = [b for b in best if not finished(b[1])]
             if keep and depth + 1 < self.depth:
                 return Forward(level(depth + 1, [(t, s) for t, s, _ in keep]))
             return conclude(depth + 1, keep)
