@@ -113,7 +113,7 @@ def test_a_turn_shows_the_reasoning_the_answer_and_a_status_line(term) -> None: 
     term.type("What is 12 times 3?\n")
     term.expect(r"reason\s+12 \* 3 = 36")
     term.expect(r"answer.*\n.*36")
-    term.expect(r"1 calls · \d+\+\d+ tokens · [\d.]+ s · few-shot-cot")
+    term.expect(r"1 call · \d+\+\d+ tokens · [\d.]+ s · few-shot-cot")
     term.expect("you> ")
 
 

@@ -16,6 +16,10 @@ from rich.text import Text
 
 from reasoner.backends.base import Backend, BackendError
 from reasoner.backends.spec import open_backend
+from reasoner.cli import context
+from reasoner.cli.console import SafeConsole
+from reasoner.cli.parser import given_options
+from reasoner.cli.solve import plural
 from reasoner.prompts import Templates
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.trace import render_tree
@@ -23,17 +27,20 @@ from reasoner.types import Solution
 
 templates = Templates("reasoner.cli")
 HISTORY_FILE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reasoner" / "chat_history"
+SHOWN_STEP_CHARS = 2000
 
 HELP = """[bold]commands[/bold]
   /help              this list
   /strategy NAME     switch strategy ({strategies})
-  /model SPEC        switch model (local, llamacpp:PATH, http://HOST:PORT/v1, openai:MODEL)
+  /model SPEC        switch model: local (SmolLM2), local:gemma (Gemma 3 270M), llamacpp:PATH.gguf,
+                     http://HOST:PORT/v1, openai:MODEL, vllm:MODEL_OR_PATH
   /tools \\[a,b]       show the tools, or choose them (calculator, python, search)
   /trace             the last turn's graph of calls
   /save FILE         save the session as FILE.json and FILE.md
   /reset             forget the conversation
   /quit              leave (Ctrl-D works too)
-Ctrl-C during a turn cancels it."""
+Ctrl-C during a turn cancels it. Older turns are left out when the conversation outgrows the
+model's context window. Typed lines are kept in {history}."""
 
 # Colours per kind of step, so thoughts, actions and observations read apart at a glance.
 STEP_STYLE = {"thought": "cyan", "action": "magenta", "observation": "yellow", "tool": "yellow", "model": "blue"}
@@ -58,37 +65,35 @@ class Session(BaseModel):
 
 class Chat:
     def __init__(self, model: str, model_name: str | None, strategy: str, tools: list[str], docs: str | None,
-                 context_tokens: int = 2048, console: Console | None = None,
-                 engine_args: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> None:
-        self.console = console or Console()
+                 context_tokens: int | None = None, console: Console | None = None,
+                 backend_options: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> None:
+        self.console = console or SafeConsole()
         self.model_spec = model
         self.model_name = model_name
-        self.engine_args = engine_args or {}
+        self.backend_options = backend_options or {}
         self.strategies = available()
         self.session = Session(model=model, strategy=strategy, tools=tools)
         self.docs = docs
         self.context_tokens = context_tokens
+        self._overhead: dict[str, int] = {}  # tokens each strategy setting wraps around a question
         self.backend: Backend | None = None
         # Strategy options from the command line; each strategy takes the ones it has.
         self.options = options or {}
 
     # -- the conversation ------------------------------------------------------------------
 
-    def prompt_for(self, question: str) -> tuple[str, bool]:
-        """The question with as much of the conversation as fits; True if older turns were dropped."""
-        budget = self.context_tokens * 4  # ~4 characters a token: a cheap, safe-side estimate
-        kept: list[Turn] = []
-        used = len(question)
-        for turn in reversed([t for t in self.session.turns if t.error is None]):
-            size = len(turn.question) + len(turn.text)
-            if used + size > budget:
-                break
-            kept.insert(0, turn)
-            used += size
-        trimmed = len(kept) < len([t for t in self.session.turns if t.error is None])
-        if not kept:
-            return question, trimmed
-        return templates.render("chat_context.j2", turns=kept, question=question), trimmed
+    async def prompt_for(self, question: str, strategy: Strategy, backend: Backend) -> context.Fitted:
+        """The question with as much of the conversation as the model's window leaves room for."""
+        history = [t for t in self.session.turns if t.error is None]
+        count = context.token_counter(backend)
+        window = context.context_window(backend, self.context_tokens)
+        if not history:
+            return context.Fitted(prompt=question, kept=0, dropped=0, budget=window)
+        key = f"{self.model_spec} {strategy.name} {strategy.model_dump_json()}"
+        if key not in self._overhead:  # the strategy's own prompt, measured once per setting
+            self._overhead[key] = await context.strategy_overhead(strategy, question, backend, count)
+        budget = window - self._overhead[key] - context.generation_reserve(strategy) - context.SPARE_TOKENS
+        return context.fit(history, question, budget, count)
 
     def strategy(self) -> Strategy:
         cls = self.strategies[self.session.strategy]
@@ -101,7 +106,7 @@ class Chat:
 
     async def backend_ready(self) -> Backend:
         if self.backend is None:
-            self.backend = await open_backend(self.model_spec, model_name=self.model_name, engine_args=self.engine_args)
+            self.backend = await open_backend(self.model_spec, model_name=self.model_name, **self.backend_options)
         return self.backend
 
     def show_step(self, event: str, node: str, attrs: dict[str, Any]) -> None:
@@ -123,15 +128,22 @@ class Chat:
             return  # pure steps (parse, vote) add nothing a reader needs live
         body = body.strip()
         if body:
-            self.console.print(Text(f"{label} ", style=f"bold {style}") + Text(body[:2000], style=style))
+            if len(body) > SHOWN_STEP_CHARS:
+                body = f"{body[:SHOWN_STEP_CHARS]} … ({len(body) - SHOWN_STEP_CHARS:,} more characters; /save keeps all)"
+            self.console.print(Text(f"{label} ", style=f"bold {style}") + Text(body, style=style))
 
     async def turn(self, question: str) -> Turn:
-        prompt, trimmed = self.prompt_for(question)
-        if trimmed:
-            self.console.print("[dim](older turns dropped to fit the model's context window)[/dim]")
         backend = await self.backend_ready()
+        strategy = self.strategy()
+        fitted = await self.prompt_for(question, strategy, backend)
+        if fitted.dropped:
+            window = context.context_window(backend, self.context_tokens)
+            self.console.print(
+                f"[dim]({plural(fitted.dropped, 'earlier turn')} left out to fit the model's {window}-token context "
+                f"window; {fitted.kept} kept)[/dim]"
+            )
         started = time.perf_counter()
-        solution: Solution = await self.strategy().solve(prompt, backend, on_node=self.show_step)
+        solution: Solution = await strategy.solve(fitted.prompt, backend, on_node=self.show_step)
         u = solution.usage
         turn = Turn(question=question, answer=solution.answer, text=solution.text, error=solution.error,
                     strategy=self.session.strategy, usage=u.model_dump(), trace=solution.trace)
@@ -141,7 +153,7 @@ class Chat:
             shown = solution.answer if solution.answer is not None else "(no numeric answer)"
             self.console.print(Panel(f"[bold]{escape(shown)}[/bold]", title="answer", border_style="green", expand=False))
         self.console.print(
-            f"[dim]{u.calls} calls · {u.prompt_tokens}+{u.completion_tokens} tokens · "
+            f"[dim]{plural(u.calls, 'call')} · {u.prompt_tokens}+{u.completion_tokens} tokens · "
             f"{time.perf_counter() - started:.1f} s · {self.session.strategy}[/dim]"
         )
         return turn
@@ -155,7 +167,7 @@ class Chat:
         if name in ("quit", "exit", "q"):
             return False
         if name == "help":
-            self.console.print(HELP.format(strategies=", ".join(sorted(self.strategies))))
+            self.console.print(self.help())
         elif name == "strategy":
             if arg not in self.strategies:
                 self.console.print(f"[red]unknown strategy {escape(arg)!r}[/red]; one of: {', '.join(sorted(self.strategies))}")
@@ -183,12 +195,15 @@ class Chat:
             self.console.print("conversation forgotten")
         else:
             self.console.print(f"[red]unknown command /{escape(name)}[/red]")
-            self.console.print(HELP.format(strategies=", ".join(sorted(self.strategies))))
+            self.console.print(self.help())
         return True
+
+    def help(self) -> str:
+        return HELP.format(strategies=", ".join(sorted(self.strategies)), history=escape(str(HISTORY_FILE)))
 
     def switch_model(self, spec: str) -> None:
         try:
-            backend = asyncio.run(open_backend(spec, model_name=self.model_name, engine_args=self.engine_args))
+            backend = asyncio.run(open_backend(spec, model_name=self.model_name, **self.backend_options))
         except BackendError as exc:
             self.console.print(f"[red]error:[/red] {escape(str(exc))}")
             return
@@ -250,12 +265,9 @@ class Chat:
                     pass
 
 
-def main(args: Any) -> int:
+def main(args: Any, backend_options: dict[str, Any]) -> int:
+    """`reasoner chat` with the parsed command line and the backend options its model flags make."""
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
-    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs,
-                engine_args=dict(getattr(args, "vllm_arg", [])), options=options)
-    if args.strategy not in chat.strategies:
-        chat.console.print(f"[red]unknown strategy {args.strategy!r}[/red]")
-        return 2
+    chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs, context_tokens=args.context_tokens,
+                backend_options=backend_options, options=given_options(args))
     return chat.run()
