@@ -371,6 +371,12 @@ def write_report(run_dir: str | os.PathLike[str], scoring: str | None = None) ->
     run_dir = Path(run_dir)
     run, records, notes = read_run(run_dir)
     summary = summarize(run, records, scoring)
+    older = sum(r.correct_lm_eval_cot_strict is None for r in records)
+    if older:
+        notes.append(
+            f"{older} record(s) come from a version without the lm-eval-cot-strict rule: it counts them as "
+            "not matched (the other rules are unaffected)"
+        )
     png = run_dir / "accuracy_vs_tokens.png"
     plot_note = plot(summary, png) if records else "No plot: no results yet."
     if not plot_note.startswith("!["):

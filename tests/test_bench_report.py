@@ -49,7 +49,7 @@ def make_run(folder: Path, outcomes: dict[str, list[bool]], *, split: str | None
     (folder / "run.json").write_text(json.dumps({"settings": settings, "sessions": []}))
     rows = [
         Record(strategy=label, id=f"q{i}", question="?", gold="1", prediction="1" if ok else "2", correct=ok,
-               correct_ours=ok, calls=1, prompt_tokens=100, completion_tokens=20, started_at=i, finished_at=i + 1)  # fmt: skip
+               correct_ours=ok, correct_lm_eval_cot_strict=ok, calls=1, prompt_tokens=100, completion_tokens=20, started_at=i, finished_at=i + 1)  # fmt: skip
         for label, oks in outcomes.items()
         for i, ok in enumerate(oks)
     ]
@@ -106,3 +106,14 @@ def test_each_strategy_is_scored_by_the_lm_eval_task_its_prompt_follows(tmp_path
     assert summary["strategies"]["cot"]["lm_eval"] == {"task": "gsm8k_cot", "strict_rule": "lm-eval-cot-strict"}
     md = (run / "report.md").read_text()
     assert "| cot | `gsm8k_cot` (`lm-eval-cot-strict`) |" in md and "`gsm8k_cot_zeroshot`" in md
+
+
+def test_records_from_before_the_cot_rule_are_said_not_silently_wrong(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", {"few-shot-cot": [True, True]})
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    for row in rows:
+        del row["correct_lm_eval_cot_strict"], row["prediction_lm_eval_cot_strict"], row["fallback"]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = write_report(run, scoring="lm-eval-cot-strict")
+    assert any("2 record(s) come from a version without the lm-eval-cot-strict rule" in n for n in report.notes)
+    assert report.summary["strategies"]["few-shot-cot"]["fallbacks"] == 0
