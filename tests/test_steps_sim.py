@@ -19,7 +19,7 @@ JANET = (
 
 
 def test_gold_solution_as_steps() -> None:
-    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0)
+    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0, paraphrase=0)
     steps = sim.continue_from(sim.problems[JANET[0]], [], random.Random(0))
     assert steps == ["Janet sells 16 - 3 - 4 = 9 duck eggs a day.", "She makes 9 * 2 = 18 every day at the market.", "The answer is 18."]
     assert sim.first_error(JANET[0], steps) is None and sim.usable(JANET[0])
@@ -40,11 +40,21 @@ def test_a_logic_slip_is_sound_arithmetic() -> None:
     steps = sim.continue_from(sim.problems[JANET[0]], [], random.Random(1))
     assert sim.first_error(JANET[0], steps) == (0, "logic")
     assert check_steps(steps).first_error is None  # the checker cannot see it
-    assert steps[-1] != "The answer is 18."
+    assert steps[0].split("= ")[1].split()[0] != "9"  # a wrong setup gives another value
+    assert steps[-1] == f"The answer is {steps[1].split('= ')[1].split()[0]}."
+
+
+def test_a_right_step_is_written_more_than_one_way() -> None:
+    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0, paraphrase=1.0)
+    problem = sim.problems[JANET[0]]
+    firsts = {sim.continue_from(problem, [], random.Random(i))[0] for i in range(20)}
+    assert len(firsts) > 1 and all(s.endswith("16 - 3 - 4 = 9 duck eggs a day.") for s in firsts)
+    rest = sim.continue_from(problem, ["Then Janet sells 16 - 3 - 4 = 9 duck eggs a day."], random.Random(0))
+    assert len(rest) == 2 and rest[-1] == "The answer is 18."  # a paraphrased prefix is still read
 
 
 def test_it_continues_from_a_given_prefix() -> None:
-    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0)
+    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0, paraphrase=0)
     rest = sim.continue_from(sim.problems[JANET[0]], ["Janet sells 16 - 3 - 4 = 10 duck eggs a day."], random.Random(0))
     assert rest == ["She makes 10 * 2 = 20 every day at the market.", "The answer is 20."]
     assert sim.errors(JANET[0], ["Janet sells 16 - 3 - 4 = 10 duck eggs a day.", *rest]) == ["arith", None, None]
@@ -59,7 +69,7 @@ def test_bad_rates_are_refused() -> None:
 
 
 async def test_served_over_http_it_reads_the_prefix_and_judges() -> None:
-    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0, judge_accuracy=1.0)
+    sim = StepSimulator([JANET], arith_rate=0, logic_rate=0, judge_accuracy=1.0, paraphrase=0)
     with FakeOpenAIServer(responder=sim.respond) as server:
         backend = OpenAIBackend(server.base_url, "fake-model")
         try:

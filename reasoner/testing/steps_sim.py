@@ -43,6 +43,9 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _FINAL = re.compile(r"The answer is (-?\d+(?:\.\d+)?)")
 _JUDGE = re.compile(r"Is the last step|Is this solution correct")
 _MARKER = re.compile(r"^\s*(?:A:|Step \d+:)\s*")
+# How a step may begin besides the gold wording: the simulated model's paraphrases.
+LEADS = ("So ", "Then ", "Next, ")
+_LEAD = re.compile(r"^(?:(?:so|then|next),?\s+)+", re.IGNORECASE)
 _OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
 
 
@@ -101,7 +104,7 @@ class GoldStep:
 
 
 def _skeleton(line: str) -> str:
-    return re.sub(r"[^a-z]", "", _MARKER.sub("", line).lower())
+    return re.sub(r"[^a-z]", "", _LEAD.sub("", _MARKER.sub("", line).strip()).lower())
 
 
 def parse_gold(answer_field: str) -> tuple[list[GoldStep], str]:
@@ -161,14 +164,19 @@ class StepSimulator:
         arith_rate: float = 0.05,
         logic_rate: float = 0.02,
         judge_accuracy: float = 0.9,
+        paraphrase: float = 0.5,
         seed: int = 0,
     ) -> None:
-        for name, rate in (("arith_rate", arith_rate), ("logic_rate", logic_rate), ("judge_accuracy", judge_accuracy)):
+        rates = {"arith_rate": arith_rate, "logic_rate": logic_rate, "judge_accuracy": judge_accuracy, "paraphrase": paraphrase}
+        for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {rate}")
         if arith_rate + logic_rate > 1.0:
             raise ValueError(f"arith_rate + logic_rate must be at most 1, got {arith_rate + logic_rate}")
         self.arith_rate, self.logic_rate, self.judge_accuracy, self.seed = arith_rate, logic_rate, judge_accuracy, seed
+        # The share of steps begun with a lead word ("So ", "Then "): a right step can be written
+        # more than one way, so a resample that must differ from a rejected step can still be right.
+        self.paraphrase = paraphrase
         self.problems: dict[str, SimProblem] = {}
         for p in problems:
             question, answer_field = (p.question, p.answer_field) if isinstance(p, Problem) else p
@@ -217,7 +225,8 @@ class StepSimulator:
         current = self.stated_values(problem, prefix)
         out: list[str] = []
         for step in problem.steps[len(prefix) :]:
-            pieces = [step.texts[0]]
+            lead = rng.choice(LEADS) if rng.random() < self.paraphrase else ""
+            pieces = [lead + step.texts[0]]
             for (expr, value), text in zip(step.calcs, step.texts[1:]):
                 k = len(current)
                 expr_now = problem.expected(k, expr, current)
@@ -243,7 +252,7 @@ class StepSimulator:
         """Whether the question's gold solution, written without slips, checks out here (a few
         GSM8K annotations are not plain arithmetic, e.g. `<<3/4=3/4>>`)."""
         problem = self.problems[question]
-        clean = StepSimulator([(question, "")], arith_rate=0, logic_rate=0)
+        clean = StepSimulator([(question, "")], arith_rate=0, logic_rate=0, paraphrase=0)
         clean.problems[question] = problem
         steps = clean.continue_from(problem, [], random.Random(0))
         return clean.first_error(question, steps) is None and steps[-1] == f"The answer is {problem.answer}."
