@@ -1,13 +1,9 @@
-"""OpenAIBackend against the fake OpenAI server, over real sockets on 127.0.0.1."""
+"""OpenAIBackend's protocol, errors and learned capabilities, against canned answers
+(httpx.MockTransport: no sockets). The socket paths are in test_http_transport.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -15,10 +11,20 @@ from typing import Any
 import httpx
 import pytest
 
-from reasoner.backends.base import BackendError
+from reasoner import secrets
+from reasoner.backends.errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendTimeoutError,
+    BadRequestError,
+    MalformedResponseError,
+    RateLimitedError,
+    ServerError,
+)
 from reasoner.backends.http import OpenAIBackend, from_openai_env, retry_after_seconds
-from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
-from reasoner.types import GenerationRequest, Message
+from reasoner.testing.fake_completions import FakeToolCalls
+from reasoner.testing.mock_openai import BASE_URL, MockOpenAI
+from reasoner.types import GenerationRequest, Message, ToolCall
 
 KEY = "sk-test-SECRET-123"
 
@@ -28,24 +34,21 @@ def _reply(body: dict[str, Any], index: int) -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer("fake-model", responder=_reply, logprob_fn=lambda body, i, text: -0.5) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def backend(server: FakeOpenAIServer) -> AsyncIterator[OpenAIBackend]:
-    be = OpenAIBackend(server.base_url, "fake-model", api_key=KEY, backoff_base=0.001, read_timeout=5.0)
-    yield be
-    await be.aclose()
+def mock() -> MockOpenAI:
+    return MockOpenAI(responder=_reply, logprob_fn=lambda body, i, text: -0.5)
 
 
 def _ask(prompt: str = "what is six times seven", **kwargs: Any) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, **kwargs)
 
 
-async def test_chat_call_parses_text_usage_and_logprobs(server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
-    completion = await backend.generate(_ask(logprobs=True))
+def _error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"message": message, "type": "invalid_request_error"}})
+
+
+async def test_chat_call_parses_text_usage_and_logprobs(mock: MockOpenAI) -> None:
+    async with mock.backend(api_key=KEY) as backend:
+        completion = await backend.generate(_ask(logprobs=True))
 
     assert completion.text == "answer 0 is 42"
     assert completion.choices[0].finish_reason == "stop"
@@ -54,13 +57,13 @@ async def test_chat_call_parses_text_usage_and_logprobs(server: FakeOpenAIServer
     assert completion.completion_tokens == 4
     assert completion.model == "fake-model"
     assert completion.latency_s > 0
-    (recorded,) = server.requests
-    assert recorded.path == "/v1/chat/completions"
-    assert recorded.body["messages"] == [{"role": "user", "content": "what is six times seven"}]
+    (recorded,) = mock.requests
+    assert recorded.url.path == "/v1/chat/completions"
+    assert mock.bodies()[0]["messages"] == [{"role": "user", "content": "what is six times seven"}]
 
 
-async def test_completions_endpoint_for_text_prompts(server: FakeOpenAIServer) -> None:
-    async with OpenAIBackend(server.base_url, "fake-model", chat=False) as backend:
+async def test_completions_endpoint_for_text_prompts(mock: MockOpenAI) -> None:
+    async with mock.backend(chat=False) as backend:
         completion = await backend.generate(_ask("count", logprobs=True, max_tokens=2))
         joined = await backend.generate(GenerationRequest(messages=(Message(role="user", content="hi"),)))
 
@@ -68,31 +71,24 @@ async def test_completions_endpoint_for_text_prompts(server: FakeOpenAIServer) -
     assert completion.choices[0].finish_reason == "length"
     assert completion.choices[0].token_logprobs == [-0.5, -0.5]
     assert (completion.prompt_tokens, completion.completion_tokens) == (1, 2)
-    assert server.requests[0].path == "/v1/completions"
-    assert server.requests[0].body["prompt"] == "count"
-    assert server.requests[0].body["logprobs"] == 1
+    assert mock.requests[0].url.path == "/v1/completions"
+    first, second = mock.bodies()
+    assert first["prompt"] == "count" and first["logprobs"] == 1
     # A completion-only model (no chat template) reads chat turns as one text.
-    assert server.requests[1].path == "/v1/completions"
-    assert server.requests[1].body["prompt"] == "hi"
+    assert mock.requests[1].url.path == "/v1/completions"
+    assert second["prompt"] == "hi"
     assert joined.text
 
 
-async def test_every_parameter_is_sent(server: FakeOpenAIServer) -> None:
-    async with OpenAIBackend(server.base_url, "fake-model", api_key=KEY, extra_body={"top_k": 20, "n": 5}) as backend:
+async def test_every_parameter_is_sent(mock: MockOpenAI) -> None:
+    async with mock.backend(api_key=KEY, extra_body={"top_k": 20, "n": 5}) as backend:
         request = GenerationRequest(
             messages=(Message(role="system", content="be brief"), Message(role="user", content="hi")),
-            n=2,
-            temperature=0.7,
-            top_p=0.9,
-            max_tokens=33,
-            stop=("\n\n", "END"),
-            seed=11,
-            logprobs=True,
-        )
+            n=2, temperature=0.7, top_p=0.9, max_tokens=33, stop=("\n\n", "END"), seed=11, logprobs=True,
+        )  # fmt: skip
         await backend.generate(request)
 
-    body = server.requests[0].body
-    assert body == {
+    assert mock.bodies()[0] == {
         "model": "fake-model",
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
         "n": 5,  # extra_body wins
@@ -104,139 +100,166 @@ async def test_every_parameter_is_sent(server: FakeOpenAIServer) -> None:
         "logprobs": True,
         "top_k": 20,
     }
-    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    assert mock.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
-async def test_n_gives_that_many_choices(backend: OpenAIBackend) -> None:
-    completion = await backend.generate(_ask(n=3, temperature=1.0))
+async def test_n_gives_that_many_choices(mock: MockOpenAI) -> None:
+    async with mock.backend() as backend:
+        completion = await backend.generate(_ask(n=3, temperature=1.0))
 
     assert [c.text for c in completion.choices] == ["answer 0 is 42", "answer 1 is 42", "answer 2 is 42"]
     assert completion.completion_tokens == 12
 
 
-async def test_429_waits_for_retry_after(server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
-    server.add_faults(Fault.status(429, headers={"Retry-After": "1"}))
+async def test_401_is_not_retried_and_never_leaks_the_key(mock: MockOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    mock.fail(httpx.Response(500, text=f"oops {KEY}"), _error(401, f"Incorrect API key provided: {KEY}."))
+    backend = mock.backend(api_key=KEY)
 
-    started = time.perf_counter()
-    completion = await backend.generate(_ask())
-
-    assert time.perf_counter() - started >= 0.9
-    assert completion.text == "answer 0 is 42"
-    assert len(server.requests) == 2
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        Fault.status(500),
-        Fault.status(503, body="upstream busy"),
-        Fault.malformed(),
-        Fault.malformed('{"no": "choices"}'),
-        Fault.drop(),
-    ],
-    ids=["500", "503-text", "truncated-json", "no-choices", "drop"],
-)
-async def test_transient_failures_are_retried(server: FakeOpenAIServer, backend: OpenAIBackend, fault: Fault) -> None:
-    server.add_faults(fault, fault)
-
-    completion = await backend.generate(_ask())
-
-    assert completion.text == "answer 0 is 42"
-    assert len(server.completion_requests()) == 3
-
-
-async def test_read_timeout_is_retried(server: FakeOpenAIServer) -> None:
-    server.add_faults(Fault.delay(3.0))
-    async with OpenAIBackend(server.base_url, read_timeout=0.2, backoff_base=0.001) as backend:
-        started = time.perf_counter()
-        completion = await backend.generate(_ask())
-
-    assert completion.text == "answer 0 is 42"
-    assert time.perf_counter() - started < 2.0
-    assert len(server.requests) == 2
-
-
-async def test_gives_up_after_max_attempts(server: FakeOpenAIServer) -> None:
-    server.add_faults(*[Fault.status(500)] * 10)
-    async with OpenAIBackend(server.base_url, max_attempts=3, backoff_base=0.001) as backend:
-        with pytest.raises(BackendError) as info:
-            await backend.generate(_ask())
-
-    message = str(info.value)
-    assert "3 attempts" in message
-    assert "/chat/completions" in message
-    assert "HTTP 500" in message
-    assert len(server.requests) == 3
-
-
-async def test_backoff_uses_full_jitter_and_caps_retry_after(server: FakeOpenAIServer) -> None:
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    server.add_faults(Fault.status(502), Fault.status(502), Fault.status(429, headers={"Retry-After": "120"}))
-    async with OpenAIBackend(server.base_url, backoff_base=0.5, backoff_max=10.0) as backend:
-        backend._sleep = fake_sleep
-        await backend.generate(_ask())
-
-    assert 0 <= slept[0] <= 0.5 and 0 <= slept[1] <= 1.0
-    assert slept[2] == 10.0
-
-
-async def test_401_is_not_retried_and_never_leaks_the_key(
-    server: FakeOpenAIServer, backend: OpenAIBackend, caplog: pytest.LogCaptureFixture
-) -> None:
-    echoed = {"error": {"message": f"Incorrect API key provided: {KEY}.", "type": "invalid_request_error"}}
-    server.add_faults(Fault.status(500, body=f"oops {KEY}"), Fault.status(401, body=echoed))
-
-    with caplog.at_level(logging.DEBUG), pytest.raises(BackendError) as info:
+    with caplog.at_level(logging.DEBUG), pytest.raises(BadRequestError) as info:
         await backend.generate(_ask())
 
     exc = info.value
-    assert "HTTP 401" in str(exc)
+    assert "HTTP 401" in str(exc) and exc.status == 401
     assert "Incorrect API key provided" in str(exc)
-    assert len(server.requests) == 2  # the 500 was retried, the 401 was not
-    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    assert len(mock.requests) == 2  # the 500 was retried, the 401 was not
+    assert mock.requests[0].headers["authorization"] == f"Bearer {KEY}"
     leaks = [str(exc), repr(exc), repr(backend), str(backend.describe()), str(vars(backend)), caplog.text]
     assert all(KEY not in text for text in leaks)
     assert exc.__cause__ is None
 
 
-async def test_other_4xx_fail_at_once_quoting_the_body(server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
-    server.add_faults(Fault.status(400, body="x" * 5000))
+async def test_other_4xx_fail_at_once_quoting_the_body(mock: MockOpenAI) -> None:
+    mock.fail(httpx.Response(400, text="x" * 5000))
 
-    with pytest.raises(BackendError, match=r"HTTP 400: x+\.\.\.") as info:
-        await backend.generate(_ask())
+    with pytest.raises(BadRequestError, match=r"HTTP 400: x+\.\.\.") as info:
+        await mock.backend().generate(_ask())
 
     assert len(str(info.value)) < 500
-    assert len(server.requests) == 1
+    assert len(mock.requests) == 1
 
 
-@pytest.mark.parametrize("limit", [4, 6])
-async def test_in_flight_bound_is_respected(server: FakeOpenAIServer, limit: int) -> None:
-    server.latency_s = 0.05
-    async with OpenAIBackend(server.base_url, max_in_flight=limit) as backend:
-        results = await asyncio.gather(*(backend.generate(_ask(f"question {i}")) for i in range(20)))
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx.Response(429, headers={"Retry-After": "0"}), RateLimitedError),
+        (httpx.Response(503, text="busy"), ServerError),
+        (httpx.Response(200, text='{"no": "choices"}'), MalformedResponseError),
+        (httpx.ConnectError("refused"), BackendConnectionError),
+        (httpx.ReadTimeout("stalled"), BackendTimeoutError),
+    ],
+    ids=["429", "503", "malformed", "connect", "stall"],
+)
+async def test_each_failure_has_its_type(mock: MockOpenAI, answer: Any, kind: type[BackendError]) -> None:
+    mock.fail(answer, answer)
+    with pytest.raises(kind, match="failed after 2 attempts") as info:
+        await mock.backend(max_attempts=2).generate(_ask())
+    assert isinstance(info.value, BackendError)
+    assert len(mock.requests) == 2
 
-    assert len(results) == 20
-    # Reaching the bound, not only staying under it: the connection pool must not be the limit.
-    assert server.peak_in_flight == limit
+
+async def test_a_tool_call_without_a_name_is_a_malformed_response(mock: MockOpenAI) -> None:
+    nameless = {"choices": [{"index": 0, "message": {"content": "", "tool_calls": [{"id": "c1", "function": {"arguments": "{}"}}]}}]}
+    mock.fail(httpx.Response(200, json=nameless))
+
+    completion = await mock.backend().generate(_ask())  # retried: the second answer is sound
+
+    assert completion.text == "answer 0 is 42"
+    mock.fail(*[httpx.Response(200, json=nameless)] * 2)
+    with pytest.raises(MalformedResponseError, match="KeyError"):
+        await mock.backend(max_attempts=2).generate(_ask())
 
 
-async def test_list_models(backend: OpenAIBackend) -> None:
-    with FakeOpenAIServer(["model-a", "model-b"]) as other:
-        async with OpenAIBackend(other.base_url) as other_backend:
-            assert await other_backend.list_models() == ["model-a", "model-b"]
-    assert await backend.list_models() == ["fake-model"]
+async def test_a_server_that_ignores_n_is_topped_up_with_seeded_requests_and_remembered() -> None:
+    mock = MockOpenAI(responder=_reply, honour_n=False)
+    async with mock.backend() as backend:
+        completion = await backend.generate(_ask(n=4, temperature=1.0, seed=7))
+        assert backend.supports_n is False
+        again = await backend.generate(_ask(n=3, temperature=1.0))
+
+    assert len(completion.choices) == 4 and completion.calls == 4
+    first, *top_up = mock.bodies()[:4]
+    assert first["n"] == 4
+    assert [b["n"] for b in top_up] == [1, 1, 1]
+    assert sorted(b["seed"] for b in top_up) == [8, 9, 10]  # distinct, so the samples differ
+    # Learned once: the next request goes out as single ones straight away.
+    assert len(again.choices) == 3
+    assert [b["n"] for b in mock.bodies()[4:]] == [1, 1, 1]
 
 
-async def test_unreachable_server_is_retried_then_reported() -> None:
-    with FakeOpenAIServer() as srv:
-        url = srv.base_url  # a port that nothing listens on once the server stops
-    async with OpenAIBackend(url, max_attempts=2, backoff_base=0.001, connect_timeout=1.0) as backend:
-        with pytest.raises(BackendError, match="2 attempts.*ConnectError"):
-            await backend.generate(_ask())
+async def test_a_refused_json_schema_is_retried_without_it_and_remembered() -> None:
+    mock = MockOpenAI(responder=lambda body, i: '{"x": 5}', json_schema=False)
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}}
+    async with mock.backend() as backend:
+        completion = await backend.generate(_ask(json_schema=schema))
+        assert backend.supports_json_schema is False
+        await backend.generate(_ask(json_schema=schema))
+
+    assert completion.text == '{"x": 5}'
+    with_schema, without, later = mock.bodies()
+    assert with_schema["response_format"]["type"] == "json_schema"
+    assert "response_format" not in without and "response_format" not in later  # not six 500s, two requests
+
+
+async def test_a_500_that_says_the_request_is_invalid_is_not_retried(mock: MockOpenAI) -> None:
+    mock.fail(*[_error(500, "1 validation error: Input should be 'text' or 'json_object'")] * 6)
+
+    with pytest.raises(BadRequestError, match="HTTP 500"):
+        await mock.backend().generate(_ask())
+
+    assert len(mock.requests) == 1
+
+
+async def test_connect_learns_the_model_and_what_a_vllm_server_does() -> None:
+    cards = [{"id": "served-model", "object": "model", "owned_by": "vllm"}]
+    mock = MockOpenAI(cards)
+    # vLLM without a tool parser refuses tools; the probe reads the error's type, not its words.
+    mock.fail(httpx.Response(200, json={"object": "list", "data": cards}), _error(400, "unrecognized request argument"))
+    backend = await OpenAIBackend(BASE_URL, http_transport=mock.transport()).connect()
+
+    assert backend.model == "served-model"
+    assert backend.continue_final is True
+    assert backend.supports_tools is False
+    assert mock.bodies()[0]["tools"][0]["function"]["name"] == "noop"
+
+
+async def test_a_failing_server_is_not_taken_for_one_without_tools() -> None:
+    cards = [{"id": "m", "owned_by": "vllm"}]
+    mock = MockOpenAI(cards)
+    mock.fail(httpx.Response(200, json={"object": "list", "data": cards}), httpx.Response(503, text="tool parser crashed"))
+    with pytest.raises(ServerError):
+        await OpenAIBackend(BASE_URL, http_transport=mock.transport(), max_attempts=1).connect()
+
+
+async def test_connect_needs_exactly_one_model() -> None:
+    mock = MockOpenAI([{"id": "a"}, {"id": "b"}])
+    with pytest.raises(BackendError, match=r"several models \(a, b\).*--model-name"):
+        await OpenAIBackend(BASE_URL, http_transport=mock.transport()).connect()
+
+
+async def test_list_models() -> None:
+    mock = MockOpenAI([{"id": "model-a"}, {"id": "model-b"}])
+    async with mock.backend(None) as backend:
+        assert await backend.list_models() == ["model-a", "model-b"]
+
+
+@pytest.mark.parametrize("key", [f"{KEY}\r", f"{KEY}\n", f" {KEY}", f"sk-\x07{KEY}"])
+def test_a_key_with_whitespace_or_control_characters_is_refused_without_showing_it(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(BackendError, match="api_key argument") as info:
+        OpenAIBackend(BASE_URL, "m", api_key=key)
+    assert KEY not in str(info.value) and info.value.__cause__ is None
+
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with pytest.raises(BackendError, match="OPENAI_API_KEY") as info:
+        OpenAIBackend(BASE_URL, "m")
+    assert KEY not in str(info.value)
+
+
+def test_keys_and_url_passwords_are_registered_for_scrubbing() -> None:
+    OpenAIBackend("http://user:hunter2-pass@127.0.0.1:9/v1", "m", api_key="sk-registered-0451")
+    assert "sk-registered-0451" not in secrets.scrub("echo sk-registered-0451 back")
+    assert "hunter2-pass" not in secrets.scrub("password hunter2-pass in a body")
 
 
 def test_env_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,34 +284,16 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds(httpx.Headers()) is None
 
 
-def test_server_runs_as_a_subprocess() -> None:
-    command = [sys.executable, "-m", "reasoner.testing.fake_openai", "--port", "0", "--latency", "0.01"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            base_url = proc.stdout.readline().strip()
-            assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-            body = {"messages": [{"role": "user", "content": "hi"}], "n": 2}
-            reply = httpx.post(f"{base_url}/chat/completions", json=body)
-            assert reply.status_code == 200
-            assert len(reply.json()["choices"]) == 2
-        finally:
-            proc.terminate()
-
-
 async def test_assistant_prefill_is_continued_folded_or_joined() -> None:
-    from reasoner.types import Message
-
     request = GenerationRequest(
         messages=(Message(role="user", content="Q: 1+1?"), Message(role="assistant", content="A: Let's think.")),
         max_tokens=4,
     )
-    with FakeOpenAIServer() as server:
-        for kwargs in ({"continue_final": True}, {}, {"chat": False}):
-            backend = OpenAIBackend(server.base_url, "fake-model", api_key="k", **kwargs)
+    mock = MockOpenAI()
+    for kwargs in ({"continue_final": True}, {}, {"chat": False}):
+        async with mock.backend(api_key="k-prefill", **kwargs) as backend:
             await backend.generate(request)
-            await backend.aclose()
-        continued, folded, joined = (r.body for r in server.completion_requests())
+    continued, folded, joined = mock.bodies()
     assert continued["messages"][-1] == {"role": "assistant", "content": "A: Let's think."}
     assert continued["continue_final_message"] is True and continued["add_generation_prompt"] is False
     assert folded["messages"] == [{"role": "user", "content": "Q: 1+1?\nA: Let's think."}]
@@ -297,9 +302,6 @@ async def test_assistant_prefill_is_continued_folded_or_joined() -> None:
 
 
 async def test_native_tool_calls_and_structured_output_round_trip() -> None:
-    from reasoner.testing.fake_openai import FakeToolCalls
-    from reasoner.types import Message, ToolCall
-
     schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
     tools = ({"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}},)
 
@@ -308,16 +310,16 @@ async def test_native_tool_calls_and_structured_output_round_trip() -> None:
             return FakeToolCalls([("calculator", {"expression": "2+3"})])
         return '{"x": 5}'
 
-    with FakeOpenAIServer(responder=responder) as server:
-        async with OpenAIBackend(server.base_url, "fake-model", api_key="k") as backend:
-            called = await backend.generate(GenerationRequest(prompt="add", tools=tools))
-            history = (
-                Message(role="user", content="add"),
-                Message(role="assistant", content="", tool_calls=tuple(called.choices[0].tool_calls or ())),
-                Message(role="tool", content="5", tool_call_id=called.choices[0].tool_calls[0].id),  # type: ignore[index]
-            )
-            structured = await backend.generate(GenerationRequest(messages=history, json_schema=schema))
-        first, second = (r.body for r in server.completion_requests())
+    mock = MockOpenAI(responder=responder)
+    async with mock.backend() as backend:
+        called = await backend.generate(GenerationRequest(prompt="add", tools=tools))
+        history = (
+            Message(role="user", content="add"),
+            Message(role="assistant", content="", tool_calls=tuple(called.choices[0].tool_calls or ())),
+            Message(role="tool", content="5", tool_call_id=called.choices[0].tool_calls[0].id),  # type: ignore[index]
+        )
+        structured = await backend.generate(GenerationRequest(messages=history, json_schema=schema))
+    first, second = mock.bodies()
     assert called.choices[0].tool_calls == [ToolCall(id="call_0_0", name="calculator", arguments='{"expression": "2+3"}')]
     assert called.choices[0].finish_reason == "tool_calls"
     assert first["tools"] == list(tools)

@@ -1,4 +1,5 @@
-"""OpenAIBackend over several replicas of one model: least-loaded routing, failover, recovery."""
+"""OpenAIBackend over several replicas of one model (routing.Router): least-loaded routing,
+failover, recovery."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reasoner.backends.base import BackendError
+from reasoner.backends.errors import ServerError
 from reasoner.backends.http import OpenAIBackend
 from reasoner.backends.spec import open_backend
 from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
@@ -34,7 +35,7 @@ class Clock:
 
 def routed(a: FakeOpenAIServer, b: FakeOpenAIServer, **kwargs: object) -> OpenAIBackend:
     backend = OpenAIBackend([a.base_url, b.base_url], "fake-model", backoff_base=0.001, **kwargs)  # type: ignore[arg-type]
-    backend._clock = Clock()
+    backend.router.clock = Clock()
     return backend
 
 
@@ -69,15 +70,15 @@ async def test_a_failing_replica_is_skipped_at_once_and_retried_after_a_cool_dow
         sleeps.append(seconds)
 
     async with routed(a, b) as backend:
-        backend._sleep = fake_sleep
-        backend._turn = 0  # the first request goes to b
+        backend.retrying.sleep = fake_sleep
+        backend.router.turn = 0  # the first request goes to b
         assert (await backend.generate(ASK)).text.startswith("Echo 0")
         assert sleeps == [0.0]  # failed over without a backoff
         for _ in range(4):
             await backend.generate(ASK)
         assert b.completions_served == 0  # skipped while cooling down
 
-        backend._clock.now += 1.5  # type: ignore[attr-defined]
+        backend.router.clock.now += 1.5  # type: ignore[attr-defined]
         await asyncio.gather(*(backend.generate(ASK) for _ in range(4)))
         assert b.completions_served == 1  # one trial request, the rest elsewhere
         await asyncio.gather(*(backend.generate(ASK) for _ in range(4)))
@@ -87,21 +88,22 @@ async def test_a_failing_replica_is_skipped_at_once_and_retried_after_a_cool_dow
 async def test_cool_down_doubles_while_a_replica_keeps_failing(pair: tuple[FakeOpenAIServer, FakeOpenAIServer]) -> None:
     a, b = pair
     async with routed(a, b) as backend:
-        replica = backend._replicas[1]
+        router = backend.router
+        replica = router.replicas[1]
         for expected in (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0):
-            backend._failed(replica, "refused")
-            assert replica.down_until - backend._clock() == expected
-            backend._clock.now = replica.down_until  # type: ignore[attr-defined]
-        backend._succeeded(replica)
-        backend._failed(replica, "refused")
-        assert replica.down_until - backend._clock() == 1.0
+            router.failed(replica, "refused")
+            assert replica.down_until - router.clock() == expected
+            router.clock.now = replica.down_until  # type: ignore[attr-defined]
+        router.succeeded(replica)
+        router.failed(replica, "refused")
+        assert replica.down_until - router.clock() == 1.0
 
 
 async def test_a_replica_stopped_mid_run_is_skipped_and_the_run_completes(
     pair: tuple[FakeOpenAIServer, FakeOpenAIServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = pair
-    caplog.set_level(logging.WARNING, logger="reasoner.backends.http")
+    caplog.set_level(logging.WARNING, logger="reasoner.backends.routing")
     async with routed(a, b, max_in_flight=8) as backend:
         requests = [asyncio.create_task(backend.generate(ASK)) for _ in range(60)]
         while b.completions_served < 5:
@@ -120,7 +122,7 @@ async def test_a_strategy_run_completes_when_a_replica_dies(
     pair: tuple[FakeOpenAIServer, FakeOpenAIServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = pair
-    caplog.set_level(logging.WARNING, logger="reasoner.backends.http")
+    caplog.set_level(logging.WARNING, logger="reasoner.backends.routing")
     strategy = get_strategy("zero-shot-cot")
     async with routed(a, b) as backend:
         runs = [asyncio.create_task(strategy.solve(f"What is {i} plus {i}?", backend)) for i in range(12)]
@@ -142,8 +144,8 @@ async def test_when_every_replica_is_down_the_usual_backoff_applies() -> None:
             sleeps.append(seconds)
 
         async with routed(a, b, max_attempts=3) as backend:
-            backend._sleep = fake_sleep
-            with pytest.raises(BackendError, match="failed after 3 attempts"):
+            backend.retrying.sleep = fake_sleep
+            with pytest.raises(ServerError, match="failed after 3 attempts"):
                 await backend.generate(ASK)
 
     assert sleeps[0] == 0.0  # the first failure fails over to the other replica ...
@@ -157,6 +159,6 @@ async def test_comma_separated_urls_make_one_routed_backend(pair: tuple[FakeOpen
         assert isinstance(backend, OpenAIBackend)
         assert backend.model == "fake-model"
         assert backend.base_url == f"{a.base_url},{b.base_url}"
-        assert [r.url for r in backend._replicas] == [a.base_url, b.base_url]
+        assert [r.url for r in backend.router.replicas] == [a.base_url, b.base_url]
     finally:
         await backend.aclose()

@@ -7,12 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from reasoner.backends.errors import BackendError
 from reasoner.types import Completion, GenerationRequest, StreamChunk
 
-
-class BackendError(Exception):
-    """A model call failed for good (after any retries). The message never contains secrets."""
-
+__all__ = ["Backend", "BackendError", "render_chat"]
 
 _PREFILL_MARK = "\x00reasoner-prefill\x00"
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoner.backends.base import Backend, BackendError
-from reasoner.types import GenerationRequest
 
 SPEC_HELP = (
     "model specs: 'local' (embedded SmolLM2), 'local:gemma' (embedded Gemma 3 270M), 'llamacpp:PATH.gguf', 'http://HOST:PORT/v1' "
@@ -16,12 +15,36 @@ SPEC_HELP = (
 )
 
 
+#: Options only an HTTP backend uses; other specs accept and ignore them, so one set of
+#: command-line flags serves every spec.
+NETWORK_OPTIONS = ("deadline_s", "stall_timeout_s", "max_response_bytes")
+
+
 async def open_backend(
     spec: str = "local", *, model_name: str | None = None, engine_args: Mapping[str, Any] | None = None, **options: Any
 ) -> Backend:
-    """The backend a spec names, ready to use. `options` go to the backend's constructor;
-    `engine_args` to vLLM's engine for a `vllm:` spec (other specs have no engine to configure)."""
+    """The backend a spec names, connected and ready to use. `options` go to the backend's
+    constructor (those set to None are left at the backend's default): `max_in_flight` for every
+    spec; `deadline_s`, `stall_timeout_s`, `max_response_bytes` for HTTP specs (ignored by the
+    others); `engine_args` to vLLM's engine for a `vllm:` spec."""
     spec = spec.strip()
+    options = {name: value for name, value in options.items() if value is not None}
+    if spec.startswith(("http://", "https://")):
+        from reasoner.backends.http import OpenAIBackend
+
+        return await OpenAIBackend(spec.rstrip("/"), model_name, **options).connect()
+    if spec.startswith("openai:"):
+        from reasoner.backends.http import DEFAULT_BASE_URL, OpenAIBackend
+
+        if not (options.get("api_key") or os.environ.get("OPENAI_API_KEY")):
+            raise BackendError(
+                f"{spec!r} needs an API key: set the OPENAI_API_KEY environment variable "
+                "(a server that needs no key is named by its URL instead, e.g. http://localhost:8000/v1)"
+            )
+        base_url = os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return await OpenAIBackend(base_url.rstrip("/"), spec.removeprefix("openai:"), **options).connect()
+    for name in NETWORK_OPTIONS:
+        options.pop(name, None)
     if spec in ("", "local"):
         from reasoner.backends.local import LlamaCppBackend
 
@@ -37,23 +60,6 @@ async def open_backend(
         from reasoner.backends.local import LlamaCppBackend
 
         return LlamaCppBackend(spec.removeprefix("llamacpp:"), **options)
-    if spec.startswith(("http://", "https://")):
-        from reasoner.backends.http import OpenAIBackend
-
-        backend = OpenAIBackend(spec.rstrip("/"), model_name, **options)
-        if model_name is None:
-            cards = await backend.model_cards()
-            backend.model = _only_model([card["id"] for card in cards], spec)
-            if all(card.get("owned_by") == "vllm" for card in cards):
-                # vLLM continues a final assistant message itself; other servers get it folded in.
-                backend.continue_final = options.get("continue_final", True)
-                backend.supports_tools = await _accepts_tools(backend)
-        return backend
-    if spec.startswith("openai:"):
-        from reasoner.backends.http import OpenAIBackend
-
-        base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        return OpenAIBackend(base_url.rstrip("/"), spec.removeprefix("openai:"), **options)
     if spec.startswith("vllm:"):
         from reasoner.backends.vllm_engine import VLLMBackend
 
@@ -62,27 +68,3 @@ async def open_backend(
             raise BackendError("'vllm:' needs a model: a Hugging Face id or a local folder, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
         return VLLMBackend(model, engine_args=engine_args, **options)
     raise BackendError(f"unknown model spec {spec!r}; {SPEC_HELP}")
-
-
-async def _accepts_tools(backend: Any) -> bool:
-    """Whether the server takes native tool calls: vLLM does only when started with
-    `--enable-auto-tool-choice --tool-call-parser ...`, and rejects requests with tools otherwise."""
-    probe = GenerationRequest(prompt="hi", max_tokens=1, tools=(_PROBE_TOOL,))
-    try:
-        await backend.generate(probe)
-    except BackendError as exc:
-        if "tool" in str(exc):
-            return False
-        raise
-    return True
-
-
-_PROBE_TOOL = {"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}
-
-
-def _only_model(models: list[str], spec: str) -> str:
-    if len(models) == 1:
-        return models[0]
-    if not models:
-        raise BackendError(f"{spec} lists no models; name one with --model-name")
-    raise BackendError(f"{spec} serves several models ({', '.join(models)}); choose one with --model-name")

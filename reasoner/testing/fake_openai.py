@@ -17,95 +17,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any, Literal, NamedTuple
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
-#: Decides the text (or the tool calls) of choice `index` for a parsed request body.
-Responder = Callable[[dict[str, Any], int], "str | FakeToolCalls"]
-#: The log-probability given to every token of choice `index`, whose text is `text`.
-LogprobFn = Callable[[dict[str, Any], int, str], float]
+from reasoner.testing.fake_completions import (
+    BadRequest,
+    FakeToolCalls,
+    LogprobFn,
+    Responder,
+    complete,
+    echo_responder,
+)
+from reasoner.testing.fake_wire import (
+    Fault,
+    RecordedRequest,
+    Response,
+    Streamed,
+    endless,
+    error,
+    fault_response,
+    json_response,
+    serialise,
+    trickle,
+)
 
-# Whitespace-led words: a cheap stand-in for tokens whose concatenation gives back the text.
-_TOKEN = re.compile(r"\s*\S+")
+__all__ = ["Fault", "FakeOpenAIServer", "FakeToolCalls", "LogprobFn", "RecordedRequest", "Responder", "echo_responder"]
+
 _TRUNCATED_JSON = b'{"id": "cmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess'
 _HEADER_LIMIT = 64 * 1024
-
-
-def echo_responder(body: dict[str, Any], index: int) -> str:
-    """The default reply: the last few words of the prompt, tagged with the sample index."""
-    messages = body.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-        last = str(messages[-1].get("content") or "")
-    else:
-        last = _prompt_text(body.get("prompt"))
-    return f"Echo {index}: " + " ".join(last.split()[-20:])
-
-
-@dataclass(frozen=True)
-class FakeToolCalls:
-    """A responder's reply that calls tools: [(name, arguments), ...] plus optional text."""
-
-    tool_calls: list[tuple[str, dict[str, Any]]]
-    content: str = ""
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One misbehaviour, used up by the next completion request the server receives."""
-
-    kind: Literal["status", "delay", "malformed", "drop"]
-    code: int = 200
-    body: str | dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
-    seconds: float = 0.0
-
-    @classmethod
-    def status(
-        cls, code: int, body: str | dict[str, Any] | None = None, headers: dict[str, str] | None = None
-    ) -> Fault:
-        """Answer with this status; `body` defaults to an OpenAI-style error object."""
-        return cls("status", code=code, body=body, headers=headers)
-
-    @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """Answer normally, but only after `seconds` (to provoke a client read timeout)."""
-        return cls("delay", seconds=seconds)
-
-    @classmethod
-    def malformed(cls, body: str | None = None) -> Fault:
-        """Answer 200 with a body that is not a completion (truncated JSON unless given)."""
-        return cls("malformed", body=body)
-
-    @classmethod
-    def drop(cls) -> Fault:
-        """Close the connection without answering."""
-        return cls("drop")
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    #: Header names lower-cased.
-    headers: dict[str, str]
-    #: The parsed JSON body; None when there was none or it was not JSON.
-    body: Any
-
-
-class _Response(NamedTuple):
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-
-class _BadRequest(Exception):
-    pass
+# llama-cpp-python's server answers an unknown `response_format` type with a 500 like this one.
+_SCHEMA_REFUSAL = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}"
+)
 
 
 class FakeOpenAIServer:
@@ -126,7 +72,13 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        honour_n: bool = True,
+        json_schema: bool = True,
+        stream_delay_s: float = 0.0,
     ) -> None:
+        """`honour_n=False` answers one choice whatever `n` asks (as llama.cpp's servers and Ollama
+        do); `json_schema=False` refuses `response_format` json_schema with a 500 (as
+        llama-cpp-python's server does); `stream_delay_s` paces the events of a `stream: true` answer."""
         self.models = [models] if isinstance(models, str) else list(models)
         if not self.models:
             raise ValueError("FakeOpenAIServer needs at least one model name")
@@ -141,6 +93,12 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.completions_served = 0
+        self.honour_n = honour_n
+        self.json_schema = json_schema
+        self.stream_delay_s = stream_delay_s
+        #: Stream events written, and streams the client hung up on before their end.
+        self.stream_events_sent = 0
+        self.streams_cancelled = 0
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -240,13 +198,13 @@ class FakeOpenAIServer:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 except asyncio.LimitOverrunError:
-                    writer.write(_serialise(_error(431, "request headers too large"), keep_alive=False))
+                    writer.write(serialise(error(431, "request headers too large"), keep_alive=False))
                     return
                 request_line, *header_lines = head.decode("latin-1").split("\r\n")
                 try:
                     method, target, version = request_line.split(" ", 2)
                 except ValueError:
-                    writer.write(_serialise(_error(400, "malformed request line"), keep_alive=False))
+                    writer.write(serialise(error(400, "malformed request line"), keep_alive=False))
                     return
                 headers: dict[str, str] = {}
                 for line in header_lines:
@@ -254,13 +212,13 @@ class FakeOpenAIServer:
                     if sep:
                         headers[name.strip().lower()] = value.strip()
                 if "chunked" in headers.get("transfer-encoding", "").lower():
-                    writer.write(_serialise(_error(411, "send a Content-Length body"), keep_alive=False))
+                    writer.write(serialise(error(411, "send a Content-Length body"), keep_alive=False))
                     return
                 try:
                     length = int(headers.get("content-length", "0"))
                     raw = await reader.readexactly(length) if length > 0 else b""
                 except ValueError:
-                    writer.write(_serialise(_error(400, "bad Content-Length"), keep_alive=False))
+                    writer.write(serialise(error(400, "bad Content-Length"), keep_alive=False))
                     return
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
@@ -268,7 +226,10 @@ class FakeOpenAIServer:
                 response = await self._dispatch(method, target, headers, raw)
                 if response is None:
                     return
-                writer.write(_serialise(response, keep_alive))
+                if isinstance(response, Streamed):
+                    await self._write_stream(response, reader, writer)
+                    return
+                writer.write(serialise(response, keep_alive))
                 await writer.drain()
                 if not keep_alive:
                     return
@@ -282,7 +243,18 @@ class FakeOpenAIServer:
             self._connections.discard(task)
             writer.close()
 
-    async def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Response | None:
+    async def _write_stream(self, response: Streamed, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = ["HTTP/1.1 200 OK", *(f"{k}: {v}" for k, v in response.headers.items()), "Connection: close"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        async for piece in response.pieces:
+            # The client hung up (it stopped reading the stream): stop generating, as servers do.
+            if reader.at_eof() or writer.is_closing():
+                self.streams_cancelled += 1
+                return
+            writer.write(piece)
+            await writer.drain()
+
+    async def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Response | Streamed | None:
         path = target.split("?", 1)[0].rstrip("/") or "/"
         route = path[3:] if path.startswith("/v1/") else path
         body: Any = None
@@ -297,13 +269,13 @@ class FakeOpenAIServer:
 
         if route == "/models":
             if method != "GET":
-                return _error(405, f"{method} is not allowed on {path}")
+                return error(405, f"{method} is not allowed on {path}")
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-openai"} for m in self.models]
-            return _json(200, {"object": "list", "data": data})
+            return json_response(200, {"object": "list", "data": data})
         if route not in ("/chat/completions", "/completions"):
-            return _error(404, f"unknown path {path}", "not_found_error")
+            return error(404, f"unknown path {path}", "not_found_error")
         if method != "POST":
-            return _error(405, f"{method} is not allowed on {path}")
+            return error(405, f"{method} is not allowed on {path}")
 
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -313,145 +285,52 @@ class FakeOpenAIServer:
                 if fault.kind == "drop":
                     return None
                 if fault.kind == "status":
-                    return _fault_response(fault)
+                    return fault_response(fault)
                 if fault.kind == "delay":
                     await asyncio.sleep(fault.seconds)
+                if fault.kind == "endless":
+                    return Streamed({"Content-Type": "application/json"}, endless())
+                if fault.kind == "trickle":
+                    return Streamed({"Content-Type": "application/json", "Content-Length": "1000000"}, trickle(fault.seconds))
             if self.latency_s > 0:
                 await asyncio.sleep(self.latency_s)
             if fault is not None and fault.kind == "malformed":
                 text = fault.body if isinstance(fault.body, str) else None
-                return _Response(200, text.encode() if text is not None else _TRUNCATED_JSON, {})
+                return Response(200, text.encode() if text is not None else _TRUNCATED_JSON, {})
             if bad_json or not isinstance(body, dict):
-                return _error(400, "the request body must be a JSON object")
+                return error(400, "the request body must be a JSON object")
             try:
-                payload = self._complete(body, chat=route == "/chat/completions")
-            except _BadRequest as exc:
-                return _error(400, str(exc))
+                answer = self._complete(body, chat=route == "/chat/completions")
+            except BadRequest as exc:
+                return error(400, str(exc))
             except Exception as exc:  # a broken responder: answer, so the test sees why
-                return _error(500, f"the responder failed: {exc!r}", "server_error")
-            self.completions_served += 1
-            return _json(200, payload)
+                return error(500, f"the responder failed: {exc!r}", "server_error")
+            if answer[0] == 200 or isinstance(answer, Streamed):
+                self.completions_served += 1
+            return answer
         finally:
             self.in_flight -= 1
 
     # -- completions ---------------------------------------------------------------------------------
 
-    def _complete(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
-        if body.get("stream"):
-            raise _BadRequest("streaming is not supported by the fake server")
-        n = body.get("n", 1)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _BadRequest("`n` must be a positive integer")
-        if chat:
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise _BadRequest("`messages` must be a non-empty list")
-            prompt_text = " ".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
-            want_logprobs = bool(body.get("logprobs"))
-        else:
-            if "prompt" not in body:
-                raise _BadRequest("`prompt` is required")
-            prompt_text = _prompt_text(body["prompt"])
-            want_logprobs = body.get("logprobs") not in (None, False)
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-        stop = body.get("stop")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
+    def _complete(self, body: dict[str, Any], chat: bool) -> Response | Streamed:
+        if not self.json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            return error(500, _SCHEMA_REFUSAL, "internal_server_error")
+        done = complete(
+            body, chat, self.responder, self.logprob_fn, self.models[0], self.completions_served, None if self.honour_n else 1
+        )
+        if not body.get("stream"):
+            return json_response(200, done.body())
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = [f"data: {json.dumps(event)}\n\n".encode() for event in done.events(include_usage)]
+        return Streamed({"Content-Type": "text/event-stream"}, self._events([*events, b"data: [DONE]\n\n"]))
 
-        choices: list[dict[str, Any]] = []
-        completion_tokens = 0
-        for index in range(n):
-            reply = self.responder(body, index)
-            # A responder may answer a chat request with native tool calls instead of text.
-            calls = reply.tool_calls if isinstance(reply, FakeToolCalls) else None
-            text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens)
-            completion_tokens += len(tokens)
-            choice: dict[str, Any] = {"index": index, "finish_reason": finish_reason, "logprobs": None}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text}
-                if calls:
-                    choice["finish_reason"] = "tool_calls"
-                    choice["message"]["tool_calls"] = [
-                        {"id": f"call_{index}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                        for i, (name, args) in enumerate(calls)
-                    ]
-            else:
-                choice["text"] = text
-            if want_logprobs:
-                value = self.logprob_fn(body, index, text) if self.logprob_fn else -0.1
-                if chat:
-                    content = [{"token": t, "logprob": value, "top_logprobs": []} for t in tokens]
-                    choice["logprobs"] = {"content": content}
-                else:
-                    choice["logprobs"] = {"tokens": tokens, "token_logprobs": [value] * len(tokens)}
-            choices.append(choice)
-
-        prompt_tokens = len(prompt_text.split())
-        return {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-fake{self.completions_served}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": body.get("model") or self.models[0],
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
-
-
-def _prompt_text(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list):
-        return " ".join(p for p in prompt if isinstance(p, str))
-    return ""
-
-
-def _finish(text: str, stops: list[str], max_tokens: Any) -> tuple[str, str, list[str]]:
-    """Apply stop sequences and the token budget the way a real server would."""
-    finish_reason = "stop"
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    if cuts:
-        text = text[: min(cuts)]
-    tokens = _TOKEN.findall(text)
-    if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
-        tokens = tokens[:max_tokens]
-        text = "".join(tokens)
-        finish_reason = "length"
-    return text, finish_reason, tokens
-
-
-def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> _Response:
-    return _Response(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
-
-
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> _Response:
-    return _json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
-
-
-def _fault_response(fault: Fault) -> _Response:
-    if isinstance(fault.body, str):
-        return _Response(fault.code, fault.body.encode(), {"Content-Type": "text/plain", **(fault.headers or {})})
-    payload = fault.body
-    if payload is None:
-        kind = "server_error" if fault.code >= 500 else "invalid_request_error"
-        kind = "rate_limit_error" if fault.code == 429 else kind
-        payload = {"error": {"message": f"injected HTTP {fault.code}", "type": kind, "param": None, "code": None}}
-    return _json(fault.code, payload, fault.headers)
-
-
-def _serialise(response: _Response, keep_alive: bool) -> bytes:
-    try:
-        reason = HTTPStatus(response.status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [f"HTTP/1.1 {response.status} {reason}"]
-    headers = {"Content-Type": "application/json", **response.headers}
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append(f"Content-Length: {len(response.body)}")
-    lines.append("Connection: " + ("keep-alive" if keep_alive else "close"))
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+    async def _events(self, events: list[bytes]) -> AsyncIterator[bytes]:
+        for event in events:
+            if self.stream_delay_s > 0:
+                await asyncio.sleep(self.stream_delay_s)
+            yield event
+            self.stream_events_sent += 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

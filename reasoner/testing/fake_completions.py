@@ -1,0 +1,183 @@
+"""What the fake OpenAI server answers: completion bodies, whole or as server-sent events."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+#: Decides the text (or the tool calls) of choice `index` for a parsed request body.
+Responder = Callable[[dict[str, Any], int], "str | FakeToolCalls"]
+#: The log-probability given to every token of choice `index`, whose text is `text`.
+LogprobFn = Callable[[dict[str, Any], int, str], float]
+
+# Whitespace-led words: a cheap stand-in for tokens whose concatenation gives back the text.
+_TOKEN = re.compile(r"\s*\S+")
+
+
+class BadRequest(Exception):
+    """The request cannot be answered; the message says why."""
+
+
+def echo_responder(body: dict[str, Any], index: int) -> str:
+    """The default reply: the last few words of the prompt, tagged with the sample index."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        last = str(messages[-1].get("content") or "")
+    else:
+        last = prompt_text(body.get("prompt"))
+    return f"Echo {index}: " + " ".join(last.split()[-20:])
+
+
+@dataclass(frozen=True)
+class FakeToolCalls:
+    """A responder's reply that calls tools: [(name, arguments), ...] plus optional text."""
+
+    tool_calls: list[tuple[str, dict[str, Any]]]
+    content: str = ""
+
+
+@dataclass
+class Sample:
+    """One choice, before it is written out whole or as a stream."""
+
+    index: int
+    text: str
+    tokens: list[str]
+    finish_reason: str
+    logprob: float | None  # per token, when asked for
+    tool_calls: list[dict[str, Any]] | None
+
+
+@dataclass
+class Completed:
+    chat: bool
+    model: str
+    samples: list[Sample]
+    prompt_tokens: int
+    id: str
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(len(s.tokens) for s in self.samples)
+
+    def usage(self) -> dict[str, int]:
+        total = self.prompt_tokens + self.completion_tokens
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
+
+    def body(self) -> dict[str, Any]:
+        """The whole completion as one JSON object."""
+        choices = []
+        for s in self.samples:
+            choice: dict[str, Any] = {"index": s.index, "finish_reason": s.finish_reason, "logprobs": None}
+            if self.chat:
+                choice["message"] = {"role": "assistant", "content": s.text}
+                if s.tool_calls:
+                    choice["message"]["tool_calls"] = s.tool_calls
+            else:
+                choice["text"] = s.text
+            if s.logprob is not None:
+                choice["logprobs"] = _logprobs(self.chat, s.tokens, s.logprob)
+            choices.append(choice)
+        return {**self._head(), "choices": choices, "usage": self.usage()}
+
+    def events(self, include_usage: bool) -> Iterator[dict[str, Any]]:
+        """The completion as stream events: one token of one choice each, then each choice's
+        finish, then (when asked) the usage; the caller ends with `data: [DONE]`."""
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        for s in self.samples:
+            for token in s.tokens:
+                piece: dict[str, Any] = {"index": s.index, "finish_reason": None, "logprobs": None}
+                if self.chat:
+                    piece["delta"] = {"content": token}
+                else:
+                    piece["text"] = token
+                if s.logprob is not None:
+                    piece["logprobs"] = _logprobs(self.chat, [token], s.logprob)
+                yield {**self._head(), "object": kind, "choices": [piece]}
+        for s in self.samples:
+            end: dict[str, Any] = {"index": s.index, "finish_reason": s.finish_reason, "logprobs": None}
+            if self.chat:
+                end["delta"] = {"tool_calls": [{"index": i, **c} for i, c in enumerate(s.tool_calls)]} if s.tool_calls else {}
+            else:
+                end["text"] = ""
+            yield {**self._head(), "object": kind, "choices": [end]}
+        if include_usage:
+            yield {**self._head(), "object": kind, "choices": [], "usage": self.usage()}
+
+    def _head(self) -> dict[str, Any]:
+        kind = "chat.completion" if self.chat else "text_completion"
+        return {"id": self.id, "object": kind, "created": int(time.time()), "model": self.model}
+
+
+def complete(
+    body: dict[str, Any], chat: bool, responder: Responder, logprob_fn: LogprobFn | None, model: str, serial: int, n_cap: int | None
+) -> Completed:
+    """Answer a completion request body the way a real server would; `n_cap` limits the choices
+    (a server that ignores `n` answers 1)."""
+    n = body.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise BadRequest("`n` must be a positive integer")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("`messages` must be a non-empty list")
+        text_in = " ".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
+        want_logprobs = bool(body.get("logprobs"))
+    else:
+        if "prompt" not in body:
+            raise BadRequest("`prompt` is required")
+        text_in = prompt_text(body["prompt"])
+        want_logprobs = body.get("logprobs") not in (None, False)
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+
+    samples = []
+    for index in range(min(n, n_cap or n)):
+        reply = responder(body, index)
+        # A responder may answer a chat request with native tool calls instead of text.
+        calls = reply.tool_calls if isinstance(reply, FakeToolCalls) else None
+        text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens)  # type: ignore[union-attr,arg-type]
+        tool_calls = None
+        if chat and calls:
+            finish_reason = "tool_calls"
+            tool_calls = [
+                {"id": f"call_{index}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                for i, (name, args) in enumerate(calls)
+            ]
+        logprob = (logprob_fn(body, index, text) if logprob_fn else -0.1) if want_logprobs else None
+        samples.append(Sample(index, text, tokens, finish_reason, logprob, tool_calls))
+    serial_id = f"{'chatcmpl' if chat else 'cmpl'}-fake{serial}"
+    return Completed(chat, body.get("model") or model, samples, len(text_in.split()), serial_id)
+
+
+def _logprobs(chat: bool, tokens: list[str], value: float) -> dict[str, Any]:
+    if chat:
+        return {"content": [{"token": t, "logprob": value, "top_logprobs": []} for t in tokens]}
+    return {"tokens": tokens, "token_logprobs": [value] * len(tokens)}
+
+
+def prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return " ".join(p for p in prompt if isinstance(p, str))
+    return ""
+
+
+def _finish(text: str, stops: list[str], max_tokens: Any) -> tuple[str, str, list[str]]:
+    """Apply stop sequences and the token budget the way a real server would."""
+    finish_reason = "stop"
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    if cuts:
+        text = text[: min(cuts)]
+    tokens = _TOKEN.findall(text)
+    if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
+        tokens = tokens[:max_tokens]
+        text = "".join(tokens)
+        finish_reason = "length"
+    return text, finish_reason, tokens
