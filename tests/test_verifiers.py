@@ -37,11 +37,21 @@ def test_arith_checker_finds_the_slip_and_says_why() -> None:
         ("2 * 3 + 1 = 6 + 1 = 7", False),
         ("5 - 2 = 3 and 3 * 4 = 13", True),
         ("He has 5 apples, 3 + 2 = 6 in all", True),
+        ("He scored 4 * .25 = 6 points more", True),  # a decimal without its leading zero
+        ("so that's 60 / 4 = 15 4-packs", False),  # the value is the number the right side begins with
+        ("so that's 60 / 4 = 16 4-packs", True),
+        ("he had 5 - 1 - 1/2 = 3 1/2 hours left", False),  # a mixed number
+        ("Yuri scored 1/2 (68) + 10 = 44 points", False),  # an implicit product
+        ("she gets: $50,000 * 50% 50000 * 50 * .01 = 25000", False),  # two expressions side by side
     ],
 )
 def test_arith_checker_reads_equations_as_people_write_them(line: str, wrong: bool) -> None:
     assert equations(line), line
     assert (check_steps([line]).first_error == 0) is wrong
+
+
+def test_arith_checker_leaves_algebra_alone() -> None:
+    assert equations("we subtract 4 from each side, 3x +4 - 4 = 28 - 4") == []
 
 
 def test_arith_checker_cannot_see_a_wrong_setup() -> None:

@@ -25,7 +25,11 @@ from reasoner.tools.calculator import CalculatorError, calculate
 _ARITH = set("0123456789.,+-*/×÷−^()%$ \t")
 # "3 x 4" is how people write a product; only between numbers.
 _TIMES = re.compile(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])")
-_OPERATOR = re.compile(r"[\d)%]\s*[-+*/×÷−^]\s*[\d($]")
+_OPERATOR = re.compile(r"[\d)%]\s*[-+*/×÷−^]\s*[\d($.]")
+_MIXED = re.compile(r"(?<![\d./])(\d+)\s+(\d+/\d+)(?![\d./])")
+_IMPLICIT = re.compile(r"(?<=[\d)])\s+\((?=[\d(.])")
+_GAP = re.compile(r"(?<=[\d%)])\s+(?=[\d(.])")
+_LEADING_NUMBER = re.compile(r"^-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,16 @@ def equations(line: str) -> list[Equation]:
     """The `expression = value` pairs a line states, in order. An expression must have an
     operator between numbers: `x = 5` or `Total = 5` state nothing to check."""
     text = _TIMES.sub(" * ", line)
+    text = _MIXED.sub(r"(\1 + \2)", text)  # "3 1/2" is three and a half
+    text = _IMPLICIT.sub(" * (", text)  # "1/2 (68)" is a product
     parts = text.split("=")
     found: list[Equation] = []
     for i in range(len(parts) - 1):
         left = _trailing_run(parts[i]) if i == 0 or not _whole_run(parts[i]) else parts[i]
         right = _leading_run(parts[i + 1])
-        left, right = _trim(left), _trim(right)
-        if left and right and _OPERATOR.search(left) and re.search(r"\d", right):
+        left, right = _trim(left, last=True), _trim(right, last=False)
+        # An expression that begins with an operator continues algebra ("3x + 4 - 4 = 24"): not arithmetic.
+        if left and right and left[0] not in "+*/^×÷" and _OPERATOR.search(left) and re.search(r"\d", right):
             found.append(Equation(left, right))
     return found
 
@@ -68,7 +75,7 @@ def _leading_run(text: str) -> str:
     return text[:i]
 
 
-def _trim(run: str) -> str:
+def _trim(run: str, last: bool) -> str:
     run = run.strip().strip(",").rstrip(".").strip()
     # Parentheses the sentence opened or closed around the equation are not the expression's.
     while run.startswith("(") and run.count("(") > run.count(")"):
@@ -78,7 +85,11 @@ def _trim(run: str) -> str:
     # A clause before the expression ("5 apples, 3 + 2 = 5"): keep the part after ", ".
     if ", " in run:
         run = run.rsplit(", ", 1)[1]
-    return run.replace("$", "").strip()
+    # Two numbers with only a space between are not one expression ("$50,000 * 50% 50000 * .5"):
+    # an expression is what follows the last such gap, a stated value what comes before the first.
+    pieces = _GAP.split(run.replace("$", ""))
+    run = pieces[-1] if last else pieces[0]
+    return run.strip()
 
 
 def _value(text: str) -> Fraction:
@@ -89,9 +100,16 @@ def check(equation: Equation) -> str | None:
     """Why the equation is wrong, or None when it holds (or cannot be read as arithmetic)."""
     try:
         true = _value(equation.expression)
-        stated = _value(equation.stated)
     except (CalculatorError, ValueError, ZeroDivisionError):
         return None  # not arithmetic the calculator reads: nothing to say about it
+    try:
+        stated = _value(equation.stated)
+    except (CalculatorError, ValueError, ZeroDivisionError):
+        # "= 150 4-packs": the value is the number the right side begins with.
+        leading = _LEADING_NUMBER.match(equation.stated)
+        if leading is None:
+            return None
+        stated = _value(leading[0])
     if true == stated:
         return None
     places = len(equation.stated.split(".", 1)[1].rstrip("% ")) if "." in equation.stated else 0

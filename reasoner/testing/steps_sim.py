@@ -120,7 +120,7 @@ def parse_gold(answer_field: str) -> tuple[list[GoldStep], str]:
             expr, value, rest = pieces[i], pieces[i + 1], pieces[i + 2]
             calcs.append((expr.strip(), value.strip().replace(",", "")))
             # The text repeats the calculation before the annotation and its value after it.
-            texts[-1] = re.sub(r"(?:[\d.,+\-*/()x×$ ]*=\s*\$?\s*)+$|\$\s*$", "", texts[-1]).rstrip() + " "
+            texts[-1] = re.sub(r"(?:[\d.,+\-*/()x×÷$ ]*=\s*\$?\s*)+$|\$\s*$", "", texts[-1]).rstrip() + " "
             texts.append(re.sub(r"^\$?[\d.,]+", "", rest))
         texts[0] = texts[0].lstrip() if calcs else texts[0].strip()
         steps.append(GoldStep(tuple(texts), tuple(calcs)))
