@@ -1,16 +1,18 @@
-"""Loading GSM8K (and any JSONL set of arithmetic word problems) with errors that name file and line."""
+"""Loading GSM8K (and any JSONL set of arithmetic word problems) with one-line errors naming file, line and field."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from reasoner.answers import parse_gold
+from reasoner.answers import parse_gold, preview
+from reasoner.numbers import Tolerance
 
 Split = Literal["train", "test"]
 
@@ -28,6 +30,7 @@ class Problem(BaseModel):
     question: str
     gold: str  # the normalised final number
     answer_field: str  # the answer as the data set writes it (e.g. GSM8K's solution and "#### N")
+    tolerance: Tolerance | None = None  # how this question's answers are judged; None: the run's rule
 
 
 def cache_dir() -> Path:
@@ -72,40 +75,124 @@ def _download(split: Split, target: Path) -> Path:
     return target
 
 
-def load_jsonl(
-    path: str | os.PathLike[str], *, question_field: str = "question", answer_field: str = "answer", id_prefix: str | None = None
-) -> list[Problem]:
-    """Problems from a JSONL file. Answers may be numbers or GSM8K-style text ending in `#### N`."""
-    path = Path(path)
-    prefix = id_prefix if id_prefix is not None else path.stem
-    problems = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+def _field_names(row: dict[str, object]) -> str:
+    names = ", ".join(preview(name, 30) for name in list(row)[:12])
+    return (names + (f", … ({len(row)} in all)" if len(row) > 12 else "")) or "none"
+
+
+def _question(row: dict[str, object], field: str, where: str) -> str:
+    """The question text: one field, or several joined with "+" (SVAMP: "Body+Question")."""
+    names = [field] if field in row or "+" not in field else field.split("+")
+    parts = []
+    for name in names:
+        if name not in row:
+            raise DataError(f"{where}: missing field {name!r} (fields: {_field_names(row)})")
+        value = row[name]
+        if not isinstance(value, str):
+            got = "null" if value is None else f"{type(value).__name__} {preview(value, 40)}"
+            raise DataError(f"{where}: field {name!r} must be text, got {got}")
+        parts.append(value.strip())
+    question = " ".join(part for part in parts if part)
+    if not question:
+        raise DataError(f"{where}: field {field!r} is empty")
+    return question
+
+
+def _gold(row: dict[str, object], field: str, where: str) -> tuple[str, str]:
+    """(normalised gold, the answer as written); a one-element list is its element (MAWPS)."""
+    if field not in row:
+        raise DataError(f"{where}: missing field {field!r} (fields: {_field_names(row)})")
+    raw = row[field]
+    if isinstance(raw, list):
+        if len(raw) != 1:
+            raise DataError(f"{where}: field {field!r} holds {len(raw)} answers; one is needed")
+        raw = raw[0]
+    try:
+        return parse_gold(raw), str(raw)  # type: ignore[arg-type]  # parse_gold checks the type
+    except ValueError as exc:
+        raise DataError(f"{where}: field {field!r}: {exc}") from None
+
+
+def _tolerance(row: dict[str, object], field: str, where: str) -> Tolerance | None:
+    raw = row.get(field)
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str):
+            return Tolerance.parse(raw)
+        return Tolerance.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise DataError(f"{where}: field {field!r}: {reason}") from None
+
+
+def _rows(path: Path) -> Iterator[tuple[int, str, dict[str, object]]]:
+    """(line number, "file:line", object) for each non-blank line, failing with the file, line and reason."""
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+                raise DataError(f"{where}: not readable JSON ({preview(str(exc), 80)})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for field in (question_field, answer_field):
-                if field not in row:
-                    raise DataError(f"{where}: missing field {field!r} (fields: {', '.join(row) or 'none'})")
-            raw_answer = row[answer_field]
-            try:
-                gold = parse_gold(raw_answer)
-            except ValueError as exc:
-                raise DataError(f"{where}: field {answer_field!r}: {exc}") from None
-            problems.append(
-                Problem(
-                    id=str(row.get("id", f"{prefix}-{lineno}")),
-                    question=str(row[question_field]),
-                    gold=gold,
-                    answer_field=str(raw_answer),
-                )
+            yield lineno, where, row
+
+
+def load_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    id_prefix: str | None = None,
+    id_field: str = "id",
+    tolerance_field: str = "tolerance",
+) -> list[Problem]:
+    """Problems from a JSONL file, one JSON object a line.
+
+    `question_field` names the question's field, or several joined by "+" ("Body+Question"
+    for SVAMP), whose texts are joined with a space; it must hold text. `answer_field` may
+    hold a number, a one-number list (MAWPS), or text: a bare number or fraction, "9 (apples)"
+    (ASDiv), or a solution ending in `#### N` (GSM8K). `id_field` is used where present,
+    else "<prefix>-<line>". A row's `tolerance_field`, where present, sets how its answers
+    are judged (`reasoner.numbers.Tolerance`: an object or "rel=1e-6,places=3"). Anything
+    else is refused in one line naming the file, line and field.
+    """
+    path = Path(path)
+    prefix = id_prefix if id_prefix is not None else path.stem
+    problems = []
+    for lineno, where, row in _rows(path):
+        question = _question(row, question_field, where)
+        gold, answer = _gold(row, answer_field, where)
+        raw_id = row.get(id_field)
+        if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+            raise DataError(f"{where}: field {id_field!r} must be text or an integer, got {preview(raw_id, 40)}")
+        problems.append(
+            Problem(
+                id=str(raw_id) if raw_id is not None else f"{prefix}-{lineno}",
+                question=question,
+                gold=gold,
+                answer_field=answer,
+                tolerance=_tolerance(row, tolerance_field, where),
             )
+        )
     return problems
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reasoner.data import DataError, gsm8k_path, load_gsm8k, load_jsonl
+from reasoner.numbers import Tolerance
 
 
 def test_loads_the_gsm8k_splits(gsm8k_dir: Path) -> None:
@@ -55,3 +56,115 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -
     path.write_text('{"question": "fine", "answer": "#### 3"}\n' + line + "\n")
     with pytest.raises(DataError, match=message):
         load_jsonl(path)
+
+
+# --- data sets in other schemas (issue 16) ---------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_loads_svamp_joining_body_and_question() -> None:
+    problems = load_jsonl(DATA / "svamp.jsonl", question_field="Body+Question", answer_field="Answer", id_field="ID")
+    assert [(p.id, p.gold) for p in problems] == [("chal-1", "19"), ("chal-2", "42"), ("chal-3", "11.25")]
+    assert problems[0].question == (
+        "A baker made 48 muffins and sold 29 of them in the morning. How many muffins does the baker have left?"
+    )
+
+
+def test_loads_gsm_hard_with_scientific_and_repeating_targets() -> None:
+    problems = load_jsonl(DATA / "gsm_hard.jsonl", question_field="input", answer_field="target")
+    assert [p.gold for p in problems] == ["21000000", "0.00000201", "-13", "0.6666666666666666"]
+    assert [p.id for p in problems] == ["gsm_hard-1", "gsm_hard-2", "gsm_hard-3", "gsm_hard-4"]
+
+
+def test_loads_asdiv_answers_with_units_and_fractions() -> None:
+    problems = load_jsonl(DATA / "asdiv.jsonl", question_field="body+question", answer_field="answer")
+    assert [p.gold for p in problems] == ["21", "0.75", "300"]
+    assert problems[0].answer_field == "21 (apples)"
+
+
+def test_loads_mawps_one_element_solution_lists() -> None:
+    problems = load_jsonl(DATA / "mawps.jsonl", question_field="sQuestion", answer_field="lSolutions", id_field="iIndex")
+    assert [(p.id, p.gold) for p in problems] == [("1001", "43"), ("1002", "10")]
+
+
+def test_a_program_as_the_answer_is_refused_in_one_short_line() -> None:
+    # Pointing the answer at GSM-Hard's `code` field printed the whole program.
+    with pytest.raises(DataError) as error:
+        load_jsonl(DATA / "gsm_hard.jsonl", question_field="input", answer_field="code")
+    message = str(error.value)
+    assert message.startswith(f"{DATA / 'gsm_hard.jsonl'}:1: field 'code': no gold number in")
+    assert "\n" not in message and "return result" not in message and len(message) < 250
+
+
+def write(tmp_path: Path, *lines: str | bytes) -> Path:
+    path = tmp_path / "set.jsonl"
+    path.write_bytes(b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ('{"question": null, "answer": 3}', "set.jsonl:2: field 'question' must be text, got null"),
+        ('{"question": 17, "answer": 3}', "set.jsonl:2: field 'question' must be text, got int 17"),
+        ('{"question": ["a"], "answer": 3}', "set.jsonl:2: field 'question' must be text, got list"),
+        ('{"question": "  ", "answer": 3}', "set.jsonl:2: field 'question' is empty"),
+        ('{"question": "q", "answer": [1, 2]}', "set.jsonl:2: field 'answer' holds 2 answers"),
+        ('{"question": "q", "answer": true}', "set.jsonl:2: field 'answer': gold answer must be a string or a number"),
+        ('{"question": "q", "answer": NaN}', "set.jsonl:2: field 'answer': gold answer must be a finite number"),
+        ('{"question": "q", "answer": 1e400}', "set.jsonl:2: field 'answer': gold answer must be a finite number"),
+        ('{"question": "q", "answer": 3, "id": {"a": 1}}', "set.jsonl:2: field 'id' must be text or an integer"),
+        ('{"question": "q", "answer": 3, "tolerance": "rel=lots"}', "set.jsonl:2: field 'tolerance'"),
+        ('{"question": "q", "answer": ' + "9" * 5000 + "}", "set.jsonl:2: not readable JSON"),
+    ],
+)
+def test_bad_fields_are_refused_naming_file_line_and_field(tmp_path: Path, row: str, message: str) -> None:
+    path = write(tmp_path, '{"question": "fine", "answer": 3}', row)
+    with pytest.raises(DataError, match=message) as error:
+        load_jsonl(path)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 300
+
+
+def test_an_overlong_answer_field_is_quoted_cut_short(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"question": "q", "answer": "' + "word " * 2000 + '"}')
+    with pytest.raises(DataError, match=r"set.jsonl:1: field 'answer': no gold number in 'word word .*… \(10,002 characters\)"):
+        load_jsonl(path)
+
+
+def test_many_fields_are_listed_cut_short(tmp_path: Path) -> None:
+    path = write(tmp_path, "{" + ", ".join(f'"f{i}": {i}' for i in range(500)) + "}")
+    with pytest.raises(DataError, match=r"missing field 'question' \(fields: 'f0', .*… \(500 in all\)\)") as error:
+        load_jsonl(path)
+    assert len(str(error.value)) < 300
+
+
+def test_non_utf8_data_names_file_line_and_byte(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"question": "fine", "answer": 3}', b'{"question": "caf\xe9?", "answer": 3}')
+    with pytest.raises(DataError, match=r"set.jsonl:2: not UTF-8 \(byte 0xe9 at column 18\)"):
+        load_jsonl(path)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, b'\xef\xbb\xbf{"question": "q", "answer": 3}')
+    assert [p.gold for p in load_jsonl(path)] == ["3"]
+
+
+def test_an_unreadable_path_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        load_jsonl(tmp_path)
+
+
+def test_fraction_golds_are_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"question": "q", "answer": "3/4"}', '{"question": "r", "answer": "Half of 3/2\\n#### 3/4"}',
+                 '{"question": "s", "answer": "2/3"}')
+    assert [p.gold for p in load_jsonl(path)] == ["0.75", "0.75", "2/3"]
+
+
+def test_a_row_may_set_its_tolerance(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"question": "q", "answer": 3, "tolerance": "rel=0.01"}',
+                 '{"question": "r", "answer": 3, "tolerance": {"places": null}}', '{"question": "s", "answer": 3}')
+    first, second, third = load_jsonl(path)
+    assert first.tolerance == Tolerance(rel=0.01)
+    assert second.tolerance == Tolerance(places=None)
+    assert third.tolerance is None
