@@ -1,10 +1,13 @@
-"""The Python sandbox: legitimate code works, and every escape attempt is stopped with a clear
-message while this (parent) process stays healthy."""
+"""The Python sandbox: legitimate code works, its limits hold, and whatever comes back from it is
+validated. Escape attempts are in test_sandbox_hostile.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from reasoner.tools import python, run_python
+from reasoner.tools import python_sandbox, sandbox_runtime
 from reasoner.tools.base import ToolResult
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the sandbox is POSIX-only")
@@ -29,9 +33,13 @@ def parent_stays_healthy():  # type: ignore[no-untyped-def]
     assert _children() == children, "a sandboxed process outlived its run"
 
 
-def _children() -> set[str]:
-    path = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-    return set(path.read_text().split()) if path.exists() else set()
+def _children() -> set[int]:
+    """Our child processes, less the pool's runners started ahead (waiting for a job, not leaked)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found - sandbox_runtime.pool.pids()
 
 
 def run(code: str, timeout_s: float = 5.0) -> ToolResult:
@@ -130,117 +138,22 @@ async def test_tool_wrapper() -> None:
     assert (await python({"code": "print('hi')"})).output == "hi"
 
 
-# Escape attempts
-
-
-def test_write_outside_working_directory() -> None:
-    denied(f"open('{ESCAPE_FILE}', 'w').write('x')", f"writing {ESCAPE_FILE} is not allowed")
-    denied(f"import pathlib\npathlib.Path('{ESCAPE_FILE}').write_text('x')", "is not allowed")
-    denied(f"import os\nos.open('{ESCAPE_FILE}', os.O_WRONLY | os.O_CREAT)", "is not allowed")
-    denied(f"import shutil\nopen('a', 'w').close()\nshutil.copy('a', '{ESCAPE_FILE}')", "is not allowed")
-    denied(f"import os\nopen('a', 'w').close()\nos.rename('a', '{ESCAPE_FILE}')", "is not allowed")
-    denied("import os\nos.mkdir('/tmp/escape-test-dir')", "writing /tmp/escape-test-dir is not allowed")
-    assert not Path("/tmp/escape-test-dir").exists()
-
-
-def test_path_tricks() -> None:
-    denied("open('../../etc/passwd')", "'..' is not allowed")
-    denied(f"import os\nos.symlink('{ESCAPE_FILE}', 'link')", "creating links is not allowed")
-    denied("import os\nos.chdir('/')", "is not allowed")
-    denied("import os\nfd = os.open('/etc', os.O_RDONLY)", "reading /etc is not allowed")
-    code = "import os\nd = os.open(os.path.dirname(os.__file__), os.O_RDONLY)\nos.open('x', os.O_WRONLY | os.O_CREAT, dir_fd=d)"
-    denied(code, "os.open needs an absolute path")
-
-
-def test_read_secrets() -> None:
-    denied("open('/etc/passwd').read()", "reading /etc/passwd is not allowed")
-    denied("open('/proc/self/environ').read()", "reading /proc/self/environ is not allowed")
-    denied("import os\nos.listdir('/')", "reading / is not allowed")
-    denied("import pwd", "importing pwd is not allowed")
-
-
-def test_environment_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REASONER_TEST_SECRET", "sk-do-not-leak")
-    result = run("import os\nsorted(os.environ)")
-    assert result.ok and "REASONER_TEST_SECRET" not in str(result.value)
-
-
-def test_network() -> None:
-    denied("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 80))", "network access is not allowed")
-    denied("import socket\nsocket.create_connection(('127.0.0.1', 80))", "network access is not allowed")
-    denied("import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9')", "network access is not allowed")
-
-
-def test_processes() -> None:
-    denied(f"import os\nos.system('touch {ESCAPE_FILE}')", "starting processes is not allowed (os.system)")
-    denied("import subprocess\nsubprocess.run(['true'])", "importing _posixsubprocess is not allowed")
-    denied("import os\nos.execv('/bin/true', ['true'])", "starting processes is not allowed (os.exec)")
-    denied("import os\nos.posix_spawn('/bin/true', ['true'], {})", "starting processes is not allowed")
-    denied("import pty\npty.spawn('true')", "is not allowed")
-    denied("import multiprocessing\nmultiprocessing.Process(target=print).start()", "is not allowed")
-
-
-def test_fork_bomb() -> None:
-    denied("import os\nwhile True:\n    os.fork()", "starting processes is not allowed (os.fork)")
-
-
-def test_signals_to_the_parent() -> None:
-    denied("import os\nos.kill(os.getppid(), 0)", "sending signals is not allowed")
-    denied("import os\nos.killpg(os.getpgid(os.getppid()), 0)", "sending signals is not allowed")
-    # Un-audited routes are removed (a speed bump only: see the module docstring).
-    denied("import os\nos.pidfd_open(os.getppid())", "AttributeError")
-    denied("import signal\nsignal.pidfd_send_signal", "AttributeError")
-    denied("import os\nos.setpriority(os.PRIO_PROCESS, os.getppid(), 19)", "AttributeError")
-
-
-def test_native_code_and_hook_tampering() -> None:
-    denied("import ctypes", "importing _ctypes is not allowed")
-    denied("import sqlite3", "importing _sqlite3 is not allowed")
-    denied("import _xxsubinterpreters", "importing _xxsubinterpreters is not allowed")
-    # CPython swallows a hook's refusal of sys.addaudithook: the call returns, the hook is never added.
-    added = run("import sys\ncalls = []\nsys.addaudithook(lambda e, a: calls.append(e))\nimport json\nlen(calls)")
-    assert added.ok and added.value == 0
-    denied("import gc\ngc.get_objects()", "walking the heap is not allowed")
-    denied("import sys\nsys.settrace(lambda *a: None)", "tracing is not allowed")
-    denied("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))", "changing resource limits")
-    denied("import os\nos.mknod('node')", "AttributeError")
-    denied("import sys\ndel sys.modules['posix']\nimport posix", "importing posix is not allowed")
-
-
-def test_patching_builtins_does_not_disarm_the_hook() -> None:
-    code = "import builtins\nbuiltins.type = lambda x: str\nbuiltins.any = lambda x: False\nopen('/etc/passwd').read()"
-    denied(code, "reading /etc/passwd is not allowed")
-
-
-def test_hook_frame_exposes_nothing_mutable() -> None:
-    # A refusal's traceback reaches the hook's frame; nothing in it may loosen the rules.
-    code = (
-        "try:\n    open('/etc/passwd')\nexcept PermissionError as e:\n    tb = e.__traceback__\n"
-        "    while tb.tb_next:\n        tb = tb.tb_next\n    hook_locals = tb.tb_frame.f_locals\n"
-        "kinds = {type(v).__name__ for v in hook_locals.values()}\n"
-        "sorted(kinds - {'str', 'tuple', 'frozenset', 'int', 'bool', 'type', 'list', "
-        "'builtin_function_or_method', 'method-wrapper'})"
-    )
-    result = run(code)
-    assert result.ok and result.value == "[]", result.output
-
-
-def test_too_many_files() -> None:
-    denied("for i in range(200):\n    open(f'f{i}', 'w').close()", "more than 100 files")
+# Limits
 
 
 def test_memory_bomb() -> None:
-    denied("b = bytearray(4 * 10**9)", "MemoryError")
+    denied("b = bytearray(10**9)", "MemoryError (out of memory: the limit is 512 MB)")
+    denied("a = []\nwhile True:\n    a.append(' ' * 10**7)", "MemoryError")
 
 
 def test_infinite_loop_times_out() -> None:
     start = time.perf_counter()
     result = run_python("while True:\n    pass", timeout_s=1.0)
-    assert time.perf_counter() - start < 6  # 1 s plus start-up, on a possibly loaded machine
+    assert time.perf_counter() - start < 8  # 1 s plus a possibly cold start on a loaded machine
     assert not result.ok and "timed out after 1 s" in (result.error or "")
 
 
-def test_sleeping_child_is_killed() -> None:
+def test_sleeping_program_is_killed() -> None:
     result = run_python("import time, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)", 0.5)
     assert not result.ok and "timed out" in (result.error or "")
 
@@ -248,17 +161,112 @@ def test_sleeping_child_is_killed() -> None:
 def test_huge_output_is_capped() -> None:
     result = denied('print("x" * 10**8)', "output limit exceeded")
     assert len(result.output) < 11_000 and "more bytes of stdout not shown" in result.output
+    assert result.output.startswith("x" * 1000)  # the start of an oversized write is still shown
+    looped = denied('while True:\n    print("x" * 1000)', "output limit exceeded")
+    assert len(looped.output) < 11_000
 
 
-def test_huge_file_is_capped() -> None:
-    denied("open('big', 'w').write('x' * 10**7)", "output limit exceeded")
+def test_huge_file_stays_in_memory_and_is_capped() -> None:
+    result = run("f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * 10**7)", timeout_s=20)
+    assert not result.ok and "out of memory" in (result.error or ""), result.output
 
 
 def test_huge_exception_message_is_capped() -> None:
     result = denied("raise ValueError('x' * 10**6)", "ValueError: xxx")
-    assert len(result.output) < 11_000
+    assert len(result.output) < 25_000
 
 
 def test_code_size_limit() -> None:
     result = run_python("x = 1\n" * 60_000)
     assert not result.ok and "too long" in result.output
+
+
+def test_bad_timeout_is_refused() -> None:
+    result = run_python("1", float("nan"))
+    assert not result.ok and "timeout" in (result.error or "")
+
+
+# What comes back is validated
+
+
+def test_forged_results_are_failed_runs() -> None:
+    # Once fd 3 carried the result: writing a dict there made run_python raise TypeError.
+    fd_route = "import os\nfor fd in range(3, 12):\n    try:\n        os.write(fd, b\"{'ok': True, 'value': 5}\")\n    except OSError:\n        pass\nos._exit(0)"
+    # Now the worker's message to the main thread carries it: post a malformed one.
+    js_route = "import js\njs.postMessage(js.JSON.parse('{\"kind\": \"result\", \"result\": 5}'))\nimport time\ntime.sleep(2)"
+    for code in (fd_route, js_route):
+        result = run(code)
+        assert isinstance(result, ToolResult) and not result.ok and result.value is None, result.output
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"garbage", b'{"kind":"report","report":{"ok":true,"value":5}}',
+    b'{"kind":"report","report":5}', b'[1, 2]', b'{"kind":"report"}', b"{" * 100_000,
+    json.dumps({"kind": "report", "report": {"kind": "result", "result": '{"ok": true, "value": 5}', "stdout": "",
+                "stdout_bytes": 0, "stdout_overflow": False, "stderr": "", "stderr_bytes": 0,
+                "stderr_overflow": False}}).encode(),
+    json.dumps({"kind": "report", "report": {"kind": "result", "result": '{"ok": true, "value": {"kind": "int", '
+                '"text": 5}}', "stdout": "", "stdout_bytes": 0, "stdout_overflow": False, "stderr": "",
+                "stderr_bytes": 0, "stderr_overflow": False}}).encode(),
+])
+def test_malformed_reports_are_rejected(raw: bytes) -> None:
+    assert python_sandbox.parse_report(raw) is None
+
+
+def test_a_wellformed_report_is_read() -> None:
+    report = {"kind": "result", "result": '{"ok": true, "value": {"kind": "int", "text": "5"}}', "stdout": "hi\n",
+              "stdout_bytes": 3, "stdout_overflow": False, "stderr": "", "stderr_bytes": 0, "stderr_overflow": False}
+    parsed = python_sandbox.parse_report(b"junk the program printed\n" + json.dumps({"kind": "report", "report": report}).encode())
+    assert parsed is not None and parsed[1].value is not None and parsed[1].value.text == "5"
+
+
+# No sandbox: no run
+
+
+def test_fails_closed_without_deno(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sandbox_runtime, "_installed", None)
+    monkeypatch.setattr(sandbox_runtime, "pool", sandbox_runtime.Pool(0))
+    monkeypatch.setattr(python_sandbox, "pool", sandbox_runtime.pool)
+    monkeypatch.setenv("REASONER_SANDBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("REASONER_DENO", str(tmp_path / "no-such-deno"))
+    result = run_python(f"open('{ESCAPE_FILE}', 'w').write('ran')")
+    assert not result.ok and "sandbox is unavailable, so the code was not run" in (result.error or ""), result.output
+    assert not ESCAPE_FILE.exists()
+
+
+def test_pyodide_version_is_pinned_once() -> None:
+    for script in sandbox_runtime.CODE_DIR.glob("*.mjs"):
+        text = script.read_text()
+        if "npm:pyodide" in text:
+            assert f"npm:pyodide@{sandbox_runtime.PYODIDE_VERSION}\"" in text, script
+
+
+def test_runners_end_when_the_caller_is_killed(tmp_path: Path) -> None:
+    # The caller dies mid-run (SIGKILL): its runners, busy or waiting, must not outlive it.
+    caller = (
+        "import threading, time\n"
+        "from reasoner.tools import run_python, sandbox_runtime\n"
+        "threading.Thread(target=run_python, args=('while True:\\n    pass', 60), daemon=True).start()\n"
+        "time.sleep(3)\n"
+        "print(' '.join(map(str, sandbox_runtime.pool.pids())), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
+    pids = [int(pid) for pid in line.split()]
+    assert pids, "the caller had no runner"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    assert not alive, f"runners {alive} outlived their caller"
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return "gone"

@@ -1,0 +1,87 @@
+"""Runs inside the sandbox (CPython on WebAssembly, in a Deno worker), never on the host.
+
+`run_job` runs one model-written program in a fresh `__main__` and a fresh working directory
+of the in-memory file system, and returns its outcome as JSON: the value of its last expression
+(as a REPL shows it) or, when there is none, of `solution()` if the code defines it (PAL style).
+No rules are enforced here: the boundary is the WebAssembly runtime and Deno's permissions, and
+whatever this code is tricked into saying, the host validates it.
+"""
+
+import errno
+import json
+import os
+import sys
+import tempfile
+import types
+
+
+def _encode(value, value_cap):
+    kind = type(value).__name__
+    try:
+        text = repr(value) if kind == "float" else str(value)
+    except Exception as exc:  # e.g. an int too long to print
+        kind, text = "str", f"<unprintable {kind}: {exc}>"
+    if kind not in ("int", "float", "bool", "str"):
+        kind = "other"
+    if len(text) > value_cap:
+        kind, text = "str", text[:value_cap] + "... [truncated]"
+    return {"kind": kind, "text": text}
+
+
+def _describe(exc, source, value_cap, memory_bytes):
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<code>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename == "<code>":
+        line = exc.lineno
+    try:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except Exception:
+        message = type(exc).__name__
+    if isinstance(exc, MemoryError):
+        message += f" (out of memory: the limit is {memory_bytes // 2**20} MB)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EFBIG, errno.ENOSPC):
+        message = f"{message} (the scratch folder lives in the sandbox's memory)"
+    message = message[:value_cap]  # an exception message may be megabytes long
+    lines = source.splitlines()
+    if line and 0 < line <= len(lines):
+        return f"line {line}: {lines[line - 1].strip()}\n{message}"
+    return message
+
+
+def run_job(source, value_cap, memory_bytes):
+    import _ast
+
+    workdir = tempfile.mkdtemp(prefix="reasoner-python-", dir="/tmp")
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin"})
+    tempfile.tempdir = workdir
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    result = {"ok": True}
+    try:
+        tree = compile(source, "<code>", "exec", _ast.PyCF_ONLY_AST)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], _ast.Expr) else None
+        exec(compile(tree, "<code>", "exec"), main.__dict__)
+        if last is not None:
+            value = eval(compile(_ast.Expression(last.value), "<code>", "eval"), main.__dict__)
+        elif callable(main.__dict__.get("solution")):
+            value = main.__dict__["solution"]()
+        else:
+            value = None
+        if value is not None:
+            result["value"] = _encode(value, value_cap)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            result = {"ok": False, "error": f"SystemExit: exited with status {exc.code}"}
+    except BaseException as exc:
+        result = {"ok": False, "error": _describe(exc, source, value_cap, memory_bytes)}
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    return json.dumps(result)
