@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 # Backend settings that change how a request is carried, never what it returns, and file
 # locations that may move between machines (the model's name and the data's sha256 stay compared).
-OPERATIONAL = {"max_in_flight", "n_threads", "connect_timeout", "read_timeout", "max_attempts", "backoff_base", "backoff_max", "path"}
+OPERATIONAL = {
+    "max_in_flight", "n_threads", "connect_timeout", "read_timeout", "stall_timeout_s", "deadline_s", "max_response_bytes",
+    "max_attempts", "backoff_base", "backoff_max", "path",
+}
 
 
 def sha256_file(path: Path) -> str:

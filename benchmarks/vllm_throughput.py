@@ -79,7 +79,7 @@ def reset_prefix_cache(base_url: str) -> bool:
 async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem], max_tokens: int, seed: int) -> Run:
     native_n, in_flight, questions_in_flight = MODES[mode]
     strategy = get_strategy("self-consistency", samples=SAMPLES, max_tokens=max_tokens, seed=seed)
-    backend = OpenAIBackend(base_url, model, max_in_flight=in_flight, read_timeout=1800)
+    backend = OpenAIBackend(base_url, model, max_in_flight=in_flight, stall_timeout_s=1800, deadline_s=None)
     backend.supports_n = native_n  # without it the engine sends each sample as a request of its own
     gate = asyncio.Semaphore(questions_in_flight)
 

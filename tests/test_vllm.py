@@ -299,12 +299,12 @@ async def test_a_replica_killed_mid_run_is_skipped_and_the_run_completes(
             ask = GenerationRequest(prompt="Write a short poem about the sea.", max_tokens=48, temperature=1.0)
             tasks = [asyncio.create_task(router.generate(ask.model_copy(update={"seed": i}))) for i in range(24)]
             deadline = time.monotonic() + 120
-            while router._replicas[1].in_flight == 0 or sum(t.done() for t in tasks) < 2:
+            while router.router.replicas[1].in_flight == 0 or sum(t.done() for t in tasks) < 2:
                 assert time.monotonic() < deadline, "the doomed replica never got requests"
                 await asyncio.sleep(0.05)
             doomed.kill()
             completions = await asyncio.gather(*tasks)
-            assert router._replicas[1].failures >= 1
+            assert router.router.replicas[1].failures >= 1
         await asyncio.sleep(1.5)  # the server publishes its counters a moment after each step
         served_by_survivor = counters(vllm_server.base_url)["vllm:request_success_total"] - before
 
