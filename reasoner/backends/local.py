@@ -195,8 +195,7 @@ class LlamaCppBackend(Backend):
         max_in_flight: int = 64,
         batched: bool = True,
     ) -> None:
-        """`batched=False` draws a request's n samples one after another with llama.cpp's own
-        sampler, as before batching (for comparison: the samples of a seed differ between the two)."""
+        """`batched=False`: n samples one after another with llama.cpp's sampler (other samples per seed)."""
         super().__init__(max_in_flight)
         path = Path(model_path) if model_path is not None else default_gguf()
         if not path.is_file():
@@ -343,7 +342,7 @@ class LlamaCppBackend(Backend):
     def _complete_batched(
         self, tokens: list[int], request: GenerationRequest, base_seed: int, cancel: threading.Event, emit: Any, start: float
     ) -> Completion:
-        from reasoner.backends.local_batch import BatchDecoder, Cancelled
+        from reasoner.backends.local_batch import BatchDecoder, Cancelled, completion_of
 
         llm = self.llm
         decoder = getattr(llm, "_reasoner_batch", None)
@@ -354,22 +353,7 @@ class LlamaCppBackend(Backend):
             seqs = decoder.run(tokens, request, base_seed, cancel, emit)
         except Cancelled:
             raise _Cancelled() from None
-        choices = [
-            Choice(
-                text=s.text,
-                finish_reason=s.finish_reason,
-                token_logprobs=s.logprobs if request.logprobs else None,
-                completion_tokens=len(s.tokens),
-            )
-            for s in seqs
-        ]
-        return Completion(
-            choices=choices,
-            prompt_tokens=len(tokens),
-            completion_tokens=sum(c.completion_tokens or 0 for c in choices),
-            latency_s=time.perf_counter() - start,
-            model=self.path.name,
-        )
+        return completion_of(seqs, request, len(tokens), time.perf_counter() - start, self.path.name)
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         """Tokens as the worker decodes them (through the batched decoder, so a streamed request
@@ -388,7 +372,7 @@ class LlamaCppBackend(Backend):
 
         future = asyncio.ensure_future(loop.run_in_executor(_WORKER, self._run, request, cancel, emit))
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even when left early
-        getter: asyncio.Future[StreamChunk] | None = None
+        getter = None
         try:
             while not (future.done() and queue.empty()):
                 getter = asyncio.ensure_future(queue.get())

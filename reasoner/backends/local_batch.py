@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from reasoner.backends.base import BackendError
-from reasoner.types import GenerationRequest
+from reasoner.types import Choice, Completion, GenerationRequest
 
 MAX_SEQUENCES = 16
 TOP_K = 40  # llama-cpp-python's create_completion defaults, so both paths sample alike
@@ -216,3 +216,22 @@ class BatchDecoder:
             s.text, s.finish_reason = s.text[:cut], "stop"
         elif len(s.tokens) == max_tokens:
             s.finish_reason = "length"
+
+
+def completion_of(seqs: list[Sequence], request: GenerationRequest, prompt_tokens: int, seconds: float, model: str) -> Completion:
+    choices = [
+        Choice(
+            text=s.text,
+            finish_reason=s.finish_reason,
+            token_logprobs=s.logprobs if request.logprobs else None,
+            completion_tokens=len(s.tokens),
+        )
+        for s in seqs
+    ]
+    return Completion(
+        choices=choices,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=sum(c.completion_tokens or 0 for c in choices),
+        latency_s=seconds,
+        model=model,
+    )
