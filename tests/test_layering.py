@@ -1,4 +1,4 @@
-"""The layers import only downwards: reasoner ← reasoner.tools ← reasoner.strategies ← reasoner.bench ← reasoner.cli."""
+"""The layers import only downwards: reasoner ← reasoner.tools ← reasoner.strategies ← reasoner.serve ← reasoner.bench ← reasoner.cli."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ LAYERS = {
     "reasoner": REPO / "reasoner",
     "reasoner.tools": REPO / "tools",
     "reasoner.strategies": REPO / "strategies",
+    # The gateway runs strategies; the benchmarks may start it, the CLI has a sub-command for it.
+    "reasoner.serve": REPO / "reasoner" / "serve",
     "reasoner.bench": REPO / "benchmarks",
     "reasoner.cli": REPO / "reasoner" / "cli",
 }

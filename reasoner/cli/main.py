@@ -180,6 +180,10 @@ def run(parser: Parser, args: argparse.Namespace, argv: list[str] | None, strate
         return run_bench(args, strategies, sys.argv[1:] if argv is None else argv)
     if args.command == "report":
         return run_report(args)
+    if args.command == "serve":
+        from reasoner.serve.command import run as serve
+
+        return serve(args, backend_options(args), err_console)
     return solve(args, strategies)
 
 

@@ -14,6 +14,7 @@ from pydantic_core import PydanticUndefined
 from reasoner.backends.spec import SPEC_HELP
 from reasoner.bench.gsm8k import EXIT_CODES
 from reasoner.bench.report import RULES
+from reasoner.serve import command as serve_command
 from reasoner.strategy import Strategy
 
 # Options every strategy has, shown once under the common group rather than per strategy.
@@ -285,5 +286,8 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     report = sub.add_parser("report", help="write and show the report of a benchmark run folder")
     report.add_argument("dir", help="the run folder (holding run.json and results.jsonl)")
     report.add_argument("--scoring", choices=list(RULES), help="rescore with this rule (default: the run's)")
-    parser.commands = {"solve": solve, "strategies": strategies_cmd, "chat": chat, "bench": bench, "report": report}
+    serve = sub.add_parser("serve", parents=[model], help=serve_command.HELP)
+    serve_command.add_arguments(serve)
+    parser.commands = {"solve": solve, "strategies": strategies_cmd, "chat": chat, "bench": bench, "report": report,
+                       "serve": serve}
     return parser
