@@ -223,9 +223,10 @@ class FakeOpenAIServer:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-                response = await self._dispatch(method, target, headers, raw)
+                response, pipelined = await self._dispatch_watching(reader, method, target, headers, raw)
                 if response is None:
                     return
+                keep_alive = keep_alive and not pipelined
                 if isinstance(response, Streamed):
                     await self._write_stream(response, reader, writer)
                     return
@@ -253,6 +254,31 @@ class FakeOpenAIServer:
                 return
             writer.write(piece)
             await writer.drain()
+
+    async def _dispatch_watching(
+        self, reader: asyncio.StreamReader, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[Response | Streamed | None, bool]:
+        """`_dispatch`, abandoned when the client hangs up meanwhile, as real servers abort such a
+        request (so `in_flight` shows a client's cancellation). Also says whether the client sent
+        more bytes meanwhile (pipelining, which no client here uses): that connection is closed
+        after the answer, since a byte read to watch for the hang-up cannot be put back."""
+        work = asyncio.ensure_future(self._dispatch(method, target, headers, raw))
+        hangup = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait([work, hangup], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            hangup.cancel()
+            raise
+        if not work.done() and (hangup.exception() is not None or hangup.result() == b""):
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            return None, False
+        if not hangup.done():
+            hangup.cancel()
+            await asyncio.gather(hangup, return_exceptions=True)
+        pipelined = hangup.done() and not hangup.cancelled() and hangup.exception() is None and bool(hangup.result())
+        return await work, pipelined
 
     async def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Response | Streamed | None:
         path = target.split("?", 1)[0].rstrip("/") or "/"

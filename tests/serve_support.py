@@ -1,0 +1,60 @@
+"""Shared by the gateway's tests: a simulated upstream, the gateway in front of it on a real
+uvicorn server, and the official OpenAI SDK as the client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+
+from reasoner.backends.http import OpenAIBackend
+from reasoner.serve import BackgroundGateway, ServeConfig
+from reasoner.testing.fake_openai import FakeOpenAIServer, FakeToolCalls
+
+MODEL = "fake-model"
+
+
+def responder(body: dict[str, Any], index: int) -> str | FakeToolCalls:
+    """Tools asked for: a weather call. Otherwise reasoning whose answer is 42, but 41 for every
+    fourth sample, so a vote has something to decide."""
+    if body.get("tools"):
+        return FakeToolCalls([("get_weather", {"city": "Paris"})])
+    text = str((body.get("messages") or [{}])[-1].get("content") or body.get("prompt") or "")
+    if text.rstrip().endswith("the answer (arabic numerals) is"):
+        return " 42."
+    return "6 times 7 is 42. The answer is 42." if index % 4 else "6 times 7 is 41. The answer is 41."
+
+
+@contextmanager
+def gateway(
+    upstream: FakeOpenAIServer, *, tune: Callable[[OpenAIBackend], None] | None = None, **config: Any
+) -> Iterator[BackgroundGateway]:
+    """The gateway on a free port in front of `upstream`; `backend` options (max_attempts,
+    deadline_s, api_key, max_in_flight) go to the upstream's backend."""
+    backend_options = config.pop("backend", {})
+
+    async def open_it() -> OpenAIBackend:
+        backend = await OpenAIBackend(upstream.base_url, **{"max_attempts": 1, **backend_options}).connect()
+        if tune is not None:
+            tune(backend)
+        return backend
+
+    with BackgroundGateway(ServeConfig(model=upstream.base_url, port=0, **config), open_it) as gw:
+        yield gw
+
+
+def client(gw: BackgroundGateway, api_key: str = "unused", **options: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key=api_key, max_retries=0, **options)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `condition` held; raises if it does not within `timeout`."""
+    start = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.01)
+    return time.perf_counter() - start
