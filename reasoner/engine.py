@@ -69,15 +69,27 @@ class Engine:
         self._caps = capabilities(self.backend)
         graph.meta["backend"] = self._caps.model_dump()
         running: dict[asyncio.Task[None], list[NodeId]] = {}
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:  # a running node added a step it waits for (`Ctx.wait`)
+            if not wake.done():
+                wake.set_result(None)
+
+        graph.on_ready = ready
         try:
             while True:
                 self._launch(graph, graph.take_ready(), running, t0)
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait([*running, wake], return_when=asyncio.FIRST_COMPLETED)
+                if wake.done():
+                    wake = loop.create_future()
                 for task in done:
-                    self._tell(graph, "end", running.pop(task))
+                    if task in running:
+                        self._tell(graph, "end", running.pop(task))  # type: ignore[arg-type]
         finally:
+            graph.on_ready = None
             for task in running:
                 task.cancel()
             if running:
@@ -124,6 +136,9 @@ class Engine:
         except asyncio.CancelledError:
             graph.fail(node, "cancelled")
             raise
+        except NodeFailed as exc:  # a step it waited for failed: that step is the cause
+            graph.fail(node, str(exc), upstream=exc.node)
+            return
         except Exception as exc:  # noqa: BLE001
             graph.fail(node, _describe(exc))
             return

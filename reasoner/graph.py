@@ -7,6 +7,7 @@ grow the graph while it runs. The executed graph, with what every node did, is t
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections import deque
@@ -110,6 +111,19 @@ class Ctx(Mapping[NodeId, Any]):
     def error(self, key: NodeId) -> str | None:
         return self.graph.node(key).error
 
+    async def wait(self, node: NodeId) -> Any:
+        """The output of `node`, a step this callback added, once it has run: how a loop takes
+        one step after another inside a single node (ReAct's Thought → Action → Observation).
+
+        `node` becomes a dependency of this one (for `ctx[node]` and the trace). Its failure is
+        raised here as `NodeFailed`; uncaught, it fails this node with `node` as the cause.
+        """
+        graph = self.graph
+        if node == self.node or nx.has_path(graph.nx, self.node, node):
+            raise ValueError(f"node {self.node!r} cannot wait for {node!r}: {node!r} waits for it")
+        graph.nx.add_edge(node, self.node, waited=True)
+        return await graph.finished(node)
+
 
 class NodeFailed(Exception):
     """A node's own error, or the error of a node it depends on."""
@@ -135,7 +149,11 @@ class Graph:
             self._outputs: dict[NodeId, Any] = {}
             self._unfinished_preds: dict[NodeId, int] = {}
             self._ready: deque[NodeId] = deque()
+            self._waiters: dict[NodeId, list[asyncio.Future[Any]]] = {}
             self._counter = itertools.count()
+            #: Called when a node becomes ready while the engine runs (it wakes the engine, which
+            #: may be waiting on a node that waits for this one).
+            self.on_ready: Callable[[], None] | None = None
         else:
             self.nx = _root.nx
             self.meta = _root.meta
@@ -189,8 +207,13 @@ class Graph:
         for dep in after:
             root._count_dependency(dep, node)
         if root._unfinished_preds[node] == 0 and root._nodes[node].status == "pending":
-            root._ready.append(node)
+            root._make_ready(node)
         return node
+
+    def _make_ready(self, node: NodeId) -> None:
+        self._ready.append(node)
+        if self.on_ready is not None:
+            self.on_ready()
 
     def _count_dependency(self, dep: NodeId, node: NodeId) -> None:
         status = self._nodes[dep].status
@@ -261,10 +284,26 @@ class Graph:
                 if root._nodes[succ].status == "waiting":
                     root.finish(succ, output)
                 else:
-                    root._ready.append(succ)
+                    root._make_ready(succ)
+        for waiter in root._waiters.pop(node, []):
+            if not waiter.done():
+                waiter.set_result(output)
 
-    def fail(self, node: NodeId, error: str) -> None:
-        self._root._fail(node, error)
+    def fail(self, node: NodeId, error: str, upstream: NodeId | None = None) -> None:
+        self._root._fail(node, error, upstream)
+
+    def finished(self, node: NodeId) -> asyncio.Future[Any]:
+        """A future of `node`'s output (or its failure, as `NodeFailed`)."""
+        root = self._root
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        record = self.node(node)
+        if record.status == "done":
+            future.set_result(root._outputs[node])
+        elif record.status == "failed":
+            future.set_exception(NodeFailed(node, record.error or "failed"))
+        else:
+            root._waiters.setdefault(node, []).append(future)
+        return future
 
     def _fail(self, node: NodeId, error: str, upstream: NodeId | None = None) -> None:
         # Iterative, so a long chain of dependants cannot hit the recursion limit.
@@ -275,12 +314,17 @@ class Graph:
             if record.status in ("done", "failed"):
                 continue
             record.status, record.error, record.upstream = "failed", err, up
+            for waiter in self._waiters.pop(current, []):
+                if not waiter.done():
+                    waiter.set_exception(NodeFailed(current, err))
             for succ in self.nx.successors(current):
                 dependant = self._nodes[succ]
+                if dependant.status == "running":
+                    continue  # it waits for this node (`Ctx.wait`), and is told there
                 if dependant.tolerant and dependant.status == "pending":
                     self._unfinished_preds[succ] -= 1
                     if self._unfinished_preds[succ] == 0:
-                        self._ready.append(succ)
+                        self._make_ready(succ)
                 else:
                     stack.append((succ, f"depends on failed node {current!r}", current))
 
@@ -308,7 +352,8 @@ class Graph:
 
     def to_json(self) -> dict[str, Any]:
         """The executed graph as networkx node-link JSON: each node's record, then the edges
-        (`forward: true` on an edge from a target to the node it finished)."""
+        (`forward: true` on an edge from a target to the node it finished, `waited: true` on one
+        from a step to the node that added it and waited for it)."""
         root = self._root
         return {
             "directed": True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.text import Text
@@ -11,10 +12,13 @@ _STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "pending":
 _ICON = {"model": "◆", "tool": "⚙", "function": "ƒ"}
 
 
-def _line(node: dict[str, Any]) -> Text:
-    text = Text()
+def _line(node: dict[str, Any], scope: tuple[str, ...] = ()) -> Text:
+    # One line, cut to the width: a long preview wrapping one word a line says nothing more.
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{_ICON.get(node.get('kind', ''), '•')} ", style="bold")
-    text.append(str(node["id"]), style=_STYLE.get(node.get("status", ""), ""))
+    name = str(node["id"])
+    inside = "/".join(scope) + "/"
+    text.append(name[len(inside) :] if scope and name.startswith(inside) else name, style=_STYLE.get(node.get("status", ""), ""))
     facts = []
     if node.get("kind") == "model":
         request = node.get("request", {})
@@ -52,33 +56,37 @@ def _preview(output: Any, width: int = 70) -> str:
     return value if len(value) <= width else value[: width - 1] + "…"
 
 
+def _scope(node: dict[str, Any]) -> tuple[str, ...]:
+    """The scopes a node was built in (`sample0/fallback/reason` → ("sample0", "fallback"))."""
+    nid, label = re.sub(r"#\d+$", "", str(node["id"])), str(node.get("label", ""))
+    prefix = nid[: len(nid) - len(label)] if label and nid.endswith(label) else nid.rpartition("/")[0] + "/"
+    return tuple(part for part in prefix.split("/") if part)
+
+
 def render_tree(trace: dict[str, Any], title: str = "trace") -> Tree:
-    """Each node under its first dependency; a node with several dependencies is shown once, and
-    later parents point to it."""
-    nodes = {n["id"]: n for n in trace.get("nodes", [])}
-    parents: dict[str, list[str]] = {nid: [] for nid in nodes}
-    children: dict[str, list[str]] = {nid: [] for nid in nodes}
-    for edge in trace.get("edges", trace.get("links", [])):
-        parents[edge["target"]].append(edge["source"])
-        children[edge["source"]].append(edge["target"])
-    order = {nid: n.get("order", i) for i, (nid, n) in enumerate(nodes.items())}
+    """The steps in the order they were added, one line each, as a sequence: a loop or a chain
+    reads top to bottom instead of nesting one level per step. A composed strategy's scope
+    (`sample0/`, `fallback/`) is a branch, and the steps a node added and waited for (a ReAct
+    loop's thoughts and actions) are drawn inside it; so the depth is that of the composition,
+    whatever the number of steps."""
+    nodes = sorted(trace.get("nodes", []), key=lambda n: n.get("order", 0))
+    waited_by = {
+        e["source"]: e["target"] for e in trace.get("edges", trace.get("links", [])) if e.get("waited")
+    }
     tree = Tree(Text(title, style="bold"))
-    placed: set[str] = set()
+    branches: dict[Any, Tree] = {}
 
-    def place(branch: Tree, nid: str) -> None:
-        placed.add(nid)
-        sub = branch.add(_line(nodes[nid]))
-        for child in sorted(children[nid], key=order.__getitem__):
-            if child in placed:
-                continue
-            # A join node hangs under the last of its dependencies to finish being placed.
-            if all(p in placed for p in parents[child]):
-                place(sub, child)
+    def scope_branch(scope: tuple[str, ...]) -> Tree:
+        if not scope:
+            return tree
+        if scope not in branches:
+            branches[scope] = scope_branch(scope[:-1]).add(Text(f"{scope[-1]}/", style="bold dim"))
+        return branches[scope]
 
-    for nid in sorted(nodes, key=order.__getitem__):
-        if not parents[nid] and nid not in placed:
-            place(tree, nid)
-    for nid in sorted(nodes, key=order.__getitem__):
-        if nid not in placed:
-            place(tree, nid)
+    for node in nodes:
+        owner = waited_by.get(node["id"])
+        parent = branches.get(owner) if owner is not None else None
+        if parent is None:
+            parent = scope_branch(_scope(node))
+        branches[node["id"]] = parent.add(_line(node, _scope(node)))
     return tree

@@ -15,25 +15,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasoner.graph import Ctx, Forward, Graph, NodeId
-from reasoner.strategy import Strategy, available
+from reasoner.strategy import Strategy
 from reasoner.types import Answer
+from reasoner.strategies.common import inner_strategy, strategy_name
 from reasoner.strategies.stopping import StoppingRule, beta_confidence, round_size, should_stop
 
 __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
 
 NO_ANSWER = "none"  # the vote-count key of samples without an answer
-
-
-@cache
-def _strategies() -> dict[str, type[Strategy]]:
-    # Scanning the installed entry points costs milliseconds; a round is built per vote.
-    return available()
 
 
 def _weight(answer: Answer) -> float:
@@ -92,7 +86,7 @@ class SelfConsistency(Strategy):
 
     samples: int = Field(16, ge=1, le=128, description="number of sampled reasoning paths k (the cap when stopping early)")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    inner: str = Field("few-shot-cot", description="the strategy sampled k times (any whose result is an answer)")
+    inner: Annotated[str, strategy_name()] = Field("few-shot-cot", description="the strategy sampled k times (any whose result is an answer)")
     stopping: StoppingRule = Field(
         "none",
         description="none: draw all k; beta: Adaptive-Consistency; esc: early-stopping self-consistency; "
@@ -103,24 +97,11 @@ class SelfConsistency(Strategy):
     threshold: float = Field(0.95, gt=0.5, le=1.0, description="confidence at which the beta rule stops")
     weighted: bool = Field(False, description="weight each vote by its sample's mean token probability")
 
-    @field_validator("inner")
-    @classmethod
-    def _registered(cls, inner: str) -> str:
-        known = _strategies()
-        if inner not in known:
-            raise ValueError(f"unknown strategy {inner!r}; known: {', '.join(sorted(known))}")
-        return inner
-
     def sampler(self, drawn: int) -> Strategy:
         """The inner strategy for one round. All copies in a round share one seed, so their calls
         merge; each round moves the seed past the samples already drawn, so rounds differ."""
-        return _strategies()[self.inner](
-            temperature=self.temperature,
-            top_p=self.top_p,
-            max_tokens=self.max_tokens,
-            seed=None if self.seed is None else self.seed + drawn,
-            logprobs=self.logprobs or self.weighted,
-        )
+        seed = None if self.seed is None else self.seed + drawn
+        return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.weighted)
 
     def build(self, graph: Graph, question: str) -> NodeId:
         def next_round(earlier: list[NodeId], rounds_before: int = 0) -> NodeId:

@@ -346,3 +346,61 @@ async def test_each_step_has_a_typed_record() -> None:
     assert set(trace) == {"directed", "multigraph", "graph", "nodes", "edges"}
     assert trace["nodes"][1]["tolerant"] is True and "tolerant" not in trace["nodes"][0]
     assert "output" not in trace["nodes"][2] and trace["nodes"][2]["id"] == c
+
+
+async def test_a_node_can_take_steps_one_after_another_and_wait_for_each() -> None:
+    backend = ScriptedBackend([(r"count (\d)", lambda r, i: str(int(r.prompt.split()[-1]) + 1))])
+    graph = Graph()
+
+    async def loop(ctx: Ctx) -> list[str]:
+        seen, after = ["0"], []
+        while int(seen[-1]) < 3:
+            step = graph.generate(req(f"count {seen[-1]}"), after=after, label="step")
+            seen.append((await ctx.wait(step)).text)
+            after = [step]
+        return seen
+
+    node = graph.function(loop, label="loop")
+    usage = await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
+    assert graph.output(node) == ["0", "1", "2", "3"] and usage.calls == 3
+    steps = [n.id for n in graph.nodes() if n.label == "step"]
+    trace = graph.to_json()
+    assert {"source": steps[0], "target": steps[1]} in trace["edges"]  # the chain of steps
+    assert all({"source": s, "target": node} in trace["edges"] for s in steps)  # the loop used each
+
+
+async def test_steps_waited_for_by_siblings_still_merge_into_n() -> None:
+    backend = ScriptedBackend([("same", ["a", "b", "c"])])
+    graph = Graph()
+
+    async def sample(ctx: Ctx) -> str:
+        return (await ctx.wait(graph.generate(req("same", temperature=0.7, seed=1), label="call"))).text
+
+    nodes = [graph.function(sample, label=f"s{i}") for i in range(3)]
+    await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
+    assert sorted(graph.output(n) for n in nodes) == ["a", "b", "c"]
+    assert [r.n for r in backend.requests] == [3]
+
+
+async def test_a_failed_step_fails_the_node_waiting_for_it_as_its_cause() -> None:
+    graph = Graph()
+
+    async def loop(ctx: Ctx) -> str:
+        return (await ctx.wait(graph.generate(req("nothing matches"), label="step"))).text
+
+    node = graph.function(loop, label="loop")
+    after = graph.function(lambda ctx: ctx[node], after=[node], label="after")
+    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
+    assert graph.status(node) == "failed" and graph.node(node).upstream == "step"
+    assert graph.root_cause(after).startswith("step: ValueError: no scripted rule matches")
+
+
+async def test_a_node_cannot_wait_for_one_that_waits_for_it() -> None:
+    graph = Graph()
+
+    async def loop(ctx: Ctx) -> None:
+        await ctx.wait(graph.function(lambda c: 1, after=[ctx.node], label="later"))
+
+    node = graph.function(loop, label="loop")
+    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
+    assert "cannot wait for 'later'" in graph.node(node).error

@@ -68,10 +68,10 @@ def test_text_protocol_thought_action_observation_until_finish() -> None:
     solution, backend = run(ReAct(mode="text").with_tools(make_tools(calls)), replies)
     assert solution.error is None and solution.answer == "10"
     assert calls == ["3 * 4", "12 - 2"]
-    # One model call, one tool node and one observation node per step.
-    assert labels(solution) == ["thought", "action", "observation"] * 3
+    # The loop's node, then one model call and one tool node (its output the observation) per step.
+    assert labels(solution) == ["react"] + ["thought", "action"] * 3
     kinds = {n["label"]: n["kind"] for n in solution.trace["nodes"]}
-    assert kinds == {"thought": "model", "action": "tool", "observation": "function"}
+    assert kinds == {"react": "function", "thought": "model", "action": "tool"}
     # Generation stops where an observation would start, so the model never writes one.
     assert all("Observation:" in r.stop for r in backend.requests)
     assert backend.requests[0].prefill == "Thought:"
@@ -138,7 +138,7 @@ def test_the_same_action_twice_in_a_row_is_cut_off_and_the_answer_asked_for() ->
     assert calls == ["3 * 4"]  # the repeat was not run
     assert solution.answer == "10" and solution.details["stop_reason"] == "repeated_action"
     assert "already ran calculator[3*4] in the previous step" in solution.details["steps"][1]["observation"]
-    assert labels(solution)[-2:] == ["final", "answer"]
+    assert labels(solution)[-3:] == ["thought", "action", "final"]
     final = backend.requests[-1]
     assert final.prefill.endswith("I give my final answer now.\nAction: finish[") and final.stop == ("]", "\n")
     assert final.max_tokens == 32
@@ -169,7 +169,7 @@ def test_the_step_limit_asks_for_the_final_answer() -> None:
     solution, backend = run(ReAct(mode="text", max_steps=3).with_tools(make_tools(calls)), replies, final="42")
     assert len(calls) == 3 and solution.answer == "42"
     assert solution.details["stop_reason"] == "max_steps" and len(solution.details["steps"]) == 3
-    assert labels(solution) == ["thought", "action", "observation"] * 3 + ["final", "answer"]
+    assert labels(solution) == ["react"] + ["thought", "action"] * 3 + ["final"]
     assert "I have used all my steps" in backend.requests[-1].prefill
 
 
@@ -209,7 +209,7 @@ async def test_native_mode_uses_function_calls_and_tool_messages() -> None:
     assert solution.error is None and solution.answer == "10"
     assert calls == ["3 * 4 - 2"]
     assert solution.details["mode"] == "native" and solution.details["stop_reason"] == "finish"
-    assert labels(solution) == ["thought", "action", "observation"] * 2
+    assert labels(solution) == ["react"] + ["thought", "action"] * 2
     names = [t["function"]["name"] for t in bodies[0]["tools"]]
     assert names == ["calculator", "python", "finish"]
     assert "stop" not in bodies[0]
@@ -250,7 +250,7 @@ async def test_native_unknown_function_and_repeats_then_forced_finish() -> None:
     assert "no function named 'wikipedia'" in steps[0]["observation"]
     assert calls == ["3 * 4 - 2"] and "already ran" in steps[2]["observation"]
     assert solution.details["stop_reason"] == "repeated_action" and solution.answer == "10"
-    assert labels(solution)[-2:] == ["final", "answer"]
+    assert labels(solution)[-3:] == ["thought", "action", "final"]
 
 
 # -- options and the command line ----------------------------------------------------------------
@@ -301,7 +301,7 @@ async def test_react_end_to_end_on_the_embedded_model(local_backend) -> None:  #
     assert solution.details["mode"] == "text"  # the embedded backend has no function calling
     assert 1 <= len(solution.details["steps"]) <= 2
     assert solution.details["stop_reason"] in ("finish", "max_steps", "repeated_action")
-    assert set(labels(solution)) <= {"thought", "action", "observation", "final", "answer"}
+    assert set(labels(solution)) <= {"react", "thought", "action", "final"}
 
 
 def test_react_is_an_inner_strategy_of_self_consistency() -> None:
@@ -316,3 +316,23 @@ def test_react_is_an_inner_strategy_of_self_consistency() -> None:
     assert solution.answer == "10" and solution.details["votes"] == {"10": 2, "7": 1}
     assert backend.requests[0].n == 3  # the copies' first thoughts are one request
     assert len(backend.requests) == 2
+
+
+def test_a_six_step_trace_renders_as_a_sequence_within_80_columns() -> None:
+    from rich.console import Console
+
+    from reasoner.trace import render_tree
+
+    replies = [f" Add one more.\nAction: calculator[{i} + 1]\n" for i in range(6)]
+    solution, _ = run(ReAct(mode="text", max_steps=6).with_tools(make_tools([])), replies, final="6")
+    console = Console(record=True, width=80)
+    console.print(render_tree(solution.trace, title="calls"))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= len(solution.trace["nodes"]) + 1  # one line per step, none wrapped
+    assert all(len(line) <= 80 for line in lines)
+    # The observations read in the order they were made.
+    shown = [next(n for n, line in enumerate(lines) if f"calculator[{k} + 1] → {k + 1}" in line) for k in range(6)]
+    assert shown == sorted(shown)
+    # However many steps, they sit at one depth: the loop's, inside the tree's root.
+    depth = {len(line) - len(line.lstrip(" │├└─")) for line in lines if "calculator[" in line}
+    assert len(depth) == 1 and depth.pop() <= 8
