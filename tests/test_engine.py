@@ -366,7 +366,7 @@ async def test_a_node_can_take_steps_one_after_another_and_wait_for_each() -> No
     steps = [n.id for n in graph.nodes() if n.label == "step"]
     trace = graph.to_json()
     assert {"source": steps[0], "target": steps[1]} in trace["edges"]  # the chain of steps
-    assert all({"source": s, "target": node} in trace["edges"] for s in steps)  # the loop used each
+    assert all({"source": s, "target": node, "waited": True} in trace["edges"] for s in steps)  # the loop used each
 
 
 async def test_steps_waited_for_by_siblings_still_merge_into_n() -> None:
