@@ -15,6 +15,9 @@ from reasoner.serve import BackgroundGateway, ServeConfig
 from reasoner.testing.fake_openai import FakeOpenAIServer, FakeToolCalls
 
 MODEL = "fake-model"
+#: The key the upstream's backend sends; a prompt holding ECHO_KEY gets it back in the reply.
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+ECHO_KEY = "ECHO-THE-KEY"
 
 
 def responder(body: dict[str, Any], index: int) -> str | FakeToolCalls:
@@ -23,6 +26,8 @@ def responder(body: dict[str, Any], index: int) -> str | FakeToolCalls:
     if body.get("tools"):
         return FakeToolCalls([("get_weather", {"city": "Paris"})])
     text = str((body.get("messages") or [{}])[-1].get("content") or body.get("prompt") or "")
+    if ECHO_KEY in text:
+        return f"Your key is {UPSTREAM_KEY}."
     if text.rstrip().endswith("the answer (arabic numerals) is"):
         return " 42."
     return "6 times 7 is 42. The answer is 42." if index % 4 else "6 times 7 is 41. The answer is 41."

@@ -12,14 +12,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route as Endpoint
 
 from reasoner.backends.base import Backend
 from reasoner.backends.errors import BackendError
 from reasoner.backends.http import OpenAIBackend
 from reasoner.serve import passthrough, responses
-from reasoner.serve.asgi import EventStream, Watched, error_response
+from reasoner.serve.asgi import EventStream, ScrubbedJSON, Watched, error_response
 from reasoner.serve.config import ServeConfig
 from reasoner.serve.errors import APIError, bad_request, from_backend
 from reasoner.serve.reasoning import Runner
@@ -114,7 +114,7 @@ class Gateway:
         self.authorize(request)
         names = [self.model_id, *(f"{name}/{self.model_id}" for name in sorted(available()))]
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "reasoner"} for name in names]
-        return JSONResponse({"object": "list", "data": data})
+        return ScrubbedJSON({"object": "list", "data": data})
 
     async def trace(self, request: Request) -> Response:
         self.authorize(request)
@@ -123,10 +123,10 @@ class Gateway:
         if found is None:
             raise APIError(404, f"no trace {trace_id!r} (the gateway keeps the last {self.traces.capacity})", param="trace_id",
                            code="trace_not_found")  # fmt: skip
-        return JSONResponse(found)
+        return ScrubbedJSON(found)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": self.model_id, "running": self.runner.running,
+        return ScrubbedJSON({"status": "ok", "model": self.model_id, "running": self.runner.running,
                              "waiting": self.runner.waiting, "max_runs": self.runner.max_runs})  # fmt: skip
 
 

@@ -22,8 +22,15 @@ from reasoner.serve.errors import APIError
 log = logging.getLogger("reasoner.serve")
 
 
+class ScrubbedJSON(JSONResponse):
+    """JSON with every known secret masked: an upstream may echo its key in any field."""
+
+    def render(self, content: Any) -> bytes:
+        return secrets.scrub(json.dumps(content, ensure_ascii=False, separators=(",", ":"))).encode()
+
+
 def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return ScrubbedJSON(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 def internal_error(exc: BaseException) -> APIError:
@@ -66,7 +73,7 @@ class Watched(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def answer() -> Response:
             try:
-                return JSONResponse(await self.work())
+                return ScrubbedJSON(await self.work())
             except APIError as exc:
                 return error_response(exc)
             except Exception as exc:  # noqa: BLE001 - never a traceback to the client

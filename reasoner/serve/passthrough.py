@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from reasoner import secrets
 from reasoner.backends.base import Backend
 from reasoner.backends.errors import MalformedResponseError
 from reasoner.backends.http import OpenAIBackend
@@ -72,7 +73,7 @@ class ForwardedStream:
     async def events(self) -> AsyncIterator[bytes]:
         try:
             async for line in self._reply.lines():
-                yield f"{line}\n".encode()
+                yield f"{secrets.scrub(line)}\n".encode()
         finally:
             await self.aclose()
 

@@ -184,7 +184,8 @@ class Runner:
             except APIError as exc:
                 yield responses.sse(exc.body())
                 return
-            for piece in responses.pieces(outcome.content(answer_mode)):
+            # Scrubbed whole: a secret split across two pieces would slip past a scrub of each.
+            for piece in responses.pieces(secrets.scrub(outcome.content(answer_mode))):
                 yield responses.sse(responses.chunk_json(kind, rid, model, text=piece))
             yield responses.sse(responses.chunk_json(kind, rid, model, text="" if kind == "text" else None, finish="stop",
                                                      extra=outcome.extra(route)))  # fmt: skip
