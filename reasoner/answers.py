@@ -53,8 +53,9 @@ __all__ = [
 ScoringRule = Literal["ours", "lm-eval-strict", "lm-eval-cot-strict", "lm-eval-flexible"]
 LmEvalMode = Literal["strict", "cot-strict", "flexible"]
 
-#: Only this many characters at the end of a model's text are parsed (about 8,000 tokens).
-MAX_PARSED_CHARS = 32_768
+#: Only this many characters at the end of a model's text are parsed: about 4,000 tokens,
+#: sixteen times the default `max_tokens`, and a worst case of a few milliseconds a parse.
+MAX_PARSED_CHARS = 16_384
 
 # The look-behind keeps a hyphen after a digit or letter from reading as a sign, so
 # "3-4" is a range ending in 4, and stops matches starting inside "v1.2" or "x2".
