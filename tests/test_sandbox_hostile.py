@@ -35,6 +35,8 @@ from reasoner.tools.base import ToolResult
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the canaries use /proc")
 
 CATCHABLE = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+IMP = ("import _imp\nfrom importlib.machinery import ModuleSpec\nposix = _imp.create_builtin(ModuleSpec('posix', None))\n"
+       "sig = _imp.create_builtin(ModuleSpec('_signal', None))\n")
 ANY = ""  # contained however it fails (or even "succeeds" inside the sandbox); the world check decides
 
 # name: (program, timeout_s, text its error must contain, or ANY). Templates get {canary} (a pid),
@@ -46,12 +48,11 @@ PROGRAMS: dict[str, tuple[str, float, str]] = {
     "kill-every-pid": ("import os\nfor pid in range(1, 5000):\n    try:\n        os.kill(pid, 9)\n"
                        "    except OSError:\n        pass\n'survived'", 5, ANY),
     "pidfd": ("import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({caller}), signal.SIGKILL)", 5, ANY),
-    "imp-create-builtin": (
-        "import _imp\nfrom importlib.machinery import ModuleSpec\n"
-        "posix = _imp.create_builtin(ModuleSpec('posix', None))\nsig = _imp.create_builtin(ModuleSpec('_signal', None))\n"
-        "for call in (lambda: sig.pidfd_send_signal(posix.pidfd_open({caller}), 9), lambda: posix.kill({canary}, 9),\n"
-        "             lambda: posix.mknod('node', 0o20600, posix.makedev(1, 11))):\n"
-        "    try:\n        call()\n    except Exception as e:\n        print(type(e).__name__)\n", 5, ANY),
+    # A fresh copy of a builtin module brings back what a bootstrap deleted (the old sandbox's hole).
+    "imp-pidfd-caller": (IMP + "sig.pidfd_send_signal(posix.pidfd_open({caller}), 9)", 5, "Error"),
+    "imp-kill-canary": (IMP + "posix.kill({canary}, 10)", 5, "Error"),
+    "imp-setpriority": (IMP + "posix.setpriority(0, {canary}, 19)", 5, "Error"),
+    "imp-mknod": (IMP + "posix.mknod('kmsg', 0o20600, posix.makedev(1, 11))\nlen(open('kmsg', 'rb').read(4096))", 5, "Error"),
     "mknod-kmsg": ("import os, stat\nos.mknod('kmsg', stat.S_IFCHR | 0o600, os.makedev(1, 11))\n"
                    "open('kmsg', 'rb').read(4096)", 5, "Error"),
     "mknod-disk": ("import os, stat\nos.mknod('sda', stat.S_IFBLK | 0o600, os.makedev(8, 0))\n"
