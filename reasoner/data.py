@@ -122,7 +122,11 @@ def _tolerance(row: dict[str, object], field: str, where: str) -> Tolerance | No
             return Tolerance.parse(raw)
         return Tolerance.model_validate(raw)
     except (ValueError, ValidationError) as exc:
-        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        if isinstance(exc, ValidationError):
+            error = exc.errors()[0]
+            reason = f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+        else:
+            reason = str(exc)
         raise DataError(f"{where}: field {field!r}: {reason}") from None
 
 
