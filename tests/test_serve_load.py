@@ -1,0 +1,92 @@
+"""The gateway under load: a client that hangs up cancels its strategy and every upstream request
+it had in flight; strategy runs are bounded and the rest queue."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from serve_support import MODEL, gateway, responder, wait_for  # noqa: E402
+
+from reasoner.backends.http import OpenAIBackend  # noqa: E402
+from reasoner.serve import BackgroundGateway  # noqa: E402
+from reasoner.testing.fake_openai import FakeOpenAIServer  # noqa: E402
+
+QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
+
+
+def no_n(backend: OpenAIBackend) -> None:
+    backend.supports_n = False  # so self-consistency sends one upstream request per sample
+
+
+@pytest.fixture(scope="module")
+def slow() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=30) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(slow: FakeOpenAIServer) -> Iterator[BackgroundGateway]:
+    with gateway(slow, tune=no_n, backend={"deadline_s": 60}) as running:
+        yield running
+
+
+def send(gw: BackgroundGateway, data: dict[str, object]) -> socket.socket:
+    """A raw connection that has sent a chat request: closing it is a client hanging up."""
+    body = json.dumps(data).encode()
+    conn = socket.create_connection(gw.sock.getsockname()[:2], timeout=10)
+    conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+    return conn
+
+
+def health(gw: BackgroundGateway) -> dict[str, int]:
+    return httpx.get(gw.base_url.removesuffix("/v1") + "/health", timeout=5).json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
+def test_a_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
+    expected = 4 if model != MODEL else 1
+    with send(gw, {"model": model, "messages": QUESTION}):
+        wait_for(lambda: slow.in_flight >= expected, timeout=10)
+    # The client is gone (its connection closed, no answer read): within a second nothing is in flight upstream.
+    assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
+    assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
+
+
+@pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
+def test_a_streaming_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
+    expected = 4 if model != MODEL else 1
+    with send(gw, {"model": model, "messages": QUESTION, "stream": True}) as conn:
+        wait_for(lambda: slow.in_flight >= expected, timeout=10)
+        if model != MODEL:  # a strategy's stream starts at once, before any sample is done
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
+    assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
+
+
+def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=0.3) as upstream, gateway(upstream, max_runs=2) as gw:
+        results: list[httpx.Response] = []
+        body = {"model": f"few-shot-cot/{MODEL}", "messages": QUESTION, "stream": True}
+
+        def ask() -> None:
+            results.append(httpx.post(f"{gw.base_url}/chat/completions", json=body, timeout=30))
+
+        threads = [threading.Thread(target=ask) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert [r.status_code for r in results] == [200] * 5
+        assert upstream.peak_in_flight == 2 and upstream.completions_served == 5
+        progress = [json.loads(line.split(" ", 2)[2]) for r in results for line in r.text.splitlines() if line.startswith(": reasoner.progress")]
+        assert any(event["event"] == "queued" for event in progress)
