@@ -40,7 +40,7 @@ from reasoner.tools.arith_check import check_steps
 from reasoner.types import Solution
 from reasoner.verifiers import register, split_steps
 
-console = Console()
+console = Console(width=200)
 ACCURACIES = (0.6, 0.7, 0.8, 0.9, 1.0)
 
 

@@ -7,13 +7,18 @@ stopped at the end of the line; beams with the same prefix share it); each parti
 scored by the verifier, its step scores reduced by `aggregate` (`last`, as search-and-learn does
 for a process reward model; `min` suits the arithmetic checker, whose every step counts); the best
 `width` are kept. A partial solution that states its answer is finished and set aside; the search
-ends once `width` have finished, or at `depth` steps. The answer is the best-scored finished one.
+ends once `width` have finished, or at `depth` steps. The answer is the best-scored finished one
+(`final="best"`) or, as search-and-learn also reports, the answer whose finished solutions' scores
+sum highest (`final="weighted"`: a verifier blind to some errors is outvoted by the others).
 
 DVTS: the `width` beams are independent subtrees; each keeps only its own best child per level,
 so one strong prefix cannot crowd the others out.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -37,6 +42,9 @@ class BeamSearch(Strategy):
     expansions: int = Field(4, ge=1, le=64, description="next steps sampled per beam (one request with n)")
     depth: int = Field(10, ge=1, le=40, description="most steps in a solution")
     dvts: bool = Field(False, description="diverse verifier tree search: each beam an independent subtree")
+    final: Literal["best", "weighted"] = Field(
+        "weighted", description="best: the best-scored finished solution; weighted: the answer whose finished solutions score most in sum"
+    )
     k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(96, ge=1, description="tokens per step")
@@ -107,6 +115,15 @@ class BeamSearch(Strategy):
                 return Answer(answer=None, text="", details=details)
             _, steps, score = ranked[0]
             answer = extract_answer(steps[-1]) if finished(steps) else None
+            if self.final == "weighted" and done:
+                totals: dict[str, float] = defaultdict(float)
+                for _, s, sc in ranked:
+                    if (said := extract_answer(s[-1])) is not None:
+                        totals[said] += sc
+                if totals:  # ties: the answer of the better-ranked solution
+                    answer = max(totals, key=lambda a: totals[a])
+                    _, steps, score = next(b for b in ranked if extract_answer(b[1][-1]) == answer)
+                    details["totals"] = {a: round(v, 6) for a, v in totals.items()}
             return Answer(answer=answer, text="\n".join(steps), score=score, details=details)
 
         width = self.width

@@ -65,7 +65,10 @@ class Diverse(Strategy):
         calls, paths, verdicts = [], [], []
         for m in range(self.prompts):
             prompt = templates.render("few_shot_cot.j2", exemplars=self.exemplars(m), question=question)
-            call = graph.generate(self.request(prompt, n=self.samples, stop=("\nQ:", "\n\n\n")), label=f"prompt{m}")
+            # Each prompt samples with seeds of its own, so its paths differ from the other prompts'.
+            seed = None if self.seed is None else self.seed + m * self.samples
+            request = self.request(prompt, n=self.samples, stop=("\nQ:", "\n\n\n"), seed=seed)
+            call = graph.generate(request, label=f"prompt{m}")
             calls.append(call)
             for s in range(self.samples):
                 scope = graph.scope(f"prompt{m}/path{s}")

@@ -100,3 +100,17 @@ async def test_on_the_simulated_model_arithmetic_slips_get_fixed(sim_server, nam
         await backend.aclose()
     # With only arithmetic slips and the arithmetic checker, nearly every question comes out right.
     assert verified >= len(problems) - 1 and verified > baseline
+
+
+async def test_beam_search_weighted_final_outvotes_an_error_the_verifier_cannot_see() -> None:
+    rules = [
+        (r"9 \+ 2 = 11 dollars\.\n$", ["The answer is 11."]),
+        (r"9 \* 2 = 18 dollars\.\n$", ["The answer is 18."]),
+        (AFTER_ONE, ["She makes 9 + 2 = 11 dollars.", "She makes 9 * 2 = 18 dollars.", "So she makes 9 * 2 = 18 dollars."]),
+        (r"Q: Janet[^\n]*\nA:$", ["She sells 16 - 3 - 4 = 9 eggs."]),
+    ]
+    # 9 + 2 = 11 is a wrong setup with sound arithmetic: the checker passes it, first in sampling order.
+    best = await get_strategy("beam-search", width=3, expansions=3, final="best").solve(QUESTION, ScriptedBackend(rules))
+    weighted = await get_strategy("beam-search", width=3, expansions=3).solve(QUESTION, ScriptedBackend(rules))
+    assert best.answer == "11"
+    assert weighted.answer == "18" and weighted.details["totals"] == {"11": 1.0, "18": 2.0}

@@ -83,3 +83,9 @@ async def test_diverse_draws_exemplars_from_the_train_split() -> None:
     assert len(first) == 4 and {e.question for e in first} != {e.question for e in second}
     with pytest.raises(ValueError, match="k=9 exemplars asked for, the shipped pool has 8"):
         get_strategy("diverse", pool="shipped", k=9).exemplars(0)  # type: ignore[attr-defined]
+
+
+async def test_diverse_prompts_sample_with_seeds_of_their_own() -> None:
+    backend = ScriptedBackend([(r"Q: Janet", [RIGHT])])
+    await get_strategy("diverse", prompts=3, samples=2, pool="shipped", k=2, seed=10).solve(QUESTION, backend)
+    assert sorted(r.seed for r in backend.requests) == [10, 12, 14]

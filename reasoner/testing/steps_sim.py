@@ -258,7 +258,9 @@ class StepSimulator:
         return clean.first_error(question, steps) is None and steps[-1] == f"The answer is {problem.answer}."
 
     def final(self, problem: SimProblem, current: Sequence[Fraction]) -> str:
-        return show(current[problem.final_ref]) if problem.final_ref is not None else problem.answer
+        if problem.final_ref is None or problem.final_ref >= len(current):  # a literal, or not reached
+            return problem.answer
+        return show(current[problem.final_ref])
 
     def stated_values(self, problem: SimProblem, steps: Sequence[str]) -> list[Fraction]:
         values: list[Fraction] = []
