@@ -121,7 +121,8 @@ def test_trace_shows_the_graph_and_save_writes_valid_files(term, tmp_path: Path)
     term.type("What is 12 times 3?\n")
     term.expect("you> ")
     term.type("/trace\n")
-    term.expect(r"last turn\n└── ◆ reason .*\n\s+└── ƒ parse .*answer=36")
+    # Steps in the order they ran (the trace draws a chain as a sequence, not nested).
+    term.expect(r"last turn\n\S── ◆ reason .*\n\s*└── ƒ parse .*answer=36")
     target = tmp_path / "session"
     term.type(f"/save {target}\n")
     term.expect("saved")

@@ -140,3 +140,9 @@ def test_json_output_is_scrubbed_of_secrets(server, capsys) -> None:  # type: ig
     assert main(["solve", "Q?", "--model", server.base_url, "--json"]) == 0
     out = capsys.readouterr().out
     assert "sk-test-echoed-secret-1234" not in out and json.loads(out)["answer"] == "42"
+
+
+def test_a_bad_chat_option_is_a_usage_error_before_the_chat_starts(capsys) -> None:  # type: ignore[no-untyped-def]
+    # It was accepted, and every turn then failed on it.
+    assert main(["chat", "-s", "zero-shot-cot", "--max-tokens", "lots"]) == 2
+    assert "usage: reasoner chat" in capsys.readouterr().err

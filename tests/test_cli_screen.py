@@ -84,3 +84,16 @@ def test_details_come_under_a_label(capsys) -> None:  # type: ignore[no-untyped-
     before, _, after = out.partition("\ndetails")
     assert after, out  # a line that starts with the label
     assert "{" not in before.split("2 calls")[-1] and after.lstrip(" (").split("\n", 1)[1].lstrip().startswith("{")
+
+
+def test_chat_help_names_every_kind_of_model_and_the_history_file() -> None:
+    from reasoner.cli.chat import HISTORY_FILE, Chat
+
+    out = io.StringIO()
+    chat = Chat("local", None, "zero-shot-cot", [], None, console=SafeConsole(file=out, width=80))
+    assert chat.command("/help")
+    shown = " ".join(out.getvalue().split())
+    for spec in ("local (SmolLM2)", "local:gemma", "llamacpp:PATH.gguf", "http://HOST:PORT/v1", "openai:MODEL", "vllm:MODEL_OR_PATH"):
+        assert spec in shown
+    assert str(HISTORY_FILE) in shown and "context window" in shown
+    assert max(len(line) for line in out.getvalue().splitlines()) <= 80

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -18,7 +19,7 @@ from reasoner.backends.base import Backend, BackendError
 from reasoner.backends.spec import open_backend
 from reasoner.cli import context
 from reasoner.cli.console import SafeConsole
-from reasoner.cli.parser import given_options
+from reasoner.cli.parser import UsageError, bad_options, given_options
 from reasoner.cli.solve import plural
 from reasoner.prompts import Templates
 from reasoner.strategy import Strategy, available, get_strategy
@@ -31,16 +32,19 @@ SHOWN_STEP_CHARS = 2000
 
 HELP = """[bold]commands[/bold]
   /help              this list
-  /strategy NAME     switch strategy ({strategies})
-  /model SPEC        switch model: local (SmolLM2), local:gemma (Gemma 3 270M), llamacpp:PATH.gguf,
-                     http://HOST:PORT/v1, openai:MODEL, vllm:MODEL_OR_PATH
+  /strategy NAME     switch strategy, one of:
+{strategies}
+  /model SPEC        switch model: local (SmolLM2), local:gemma (Gemma 3 270M),
+                     llamacpp:PATH.gguf, http://HOST:PORT/v1, openai:MODEL,
+                     vllm:MODEL_OR_PATH
   /tools \\[a,b]       show the tools, or choose them (calculator, python, search)
   /trace             the last turn's graph of calls
   /save FILE         save the session as FILE.json and FILE.md
   /reset             forget the conversation
   /quit              leave (Ctrl-D works too)
-Ctrl-C during a turn cancels it. Older turns are left out when the conversation outgrows the
-model's context window. Typed lines are kept in {history}."""
+Ctrl-C during a turn cancels it. Older turns are left out when the
+conversation outgrows the model's context window.
+Typed lines are kept in {history}."""
 
 # Colours per kind of step, so thoughts, actions and observations read apart at a glance.
 STEP_STYLE = {"thought": "cyan", "action": "magenta", "observation": "yellow", "tool": "yellow", "model": "blue"}
@@ -199,7 +203,8 @@ class Chat:
         return True
 
     def help(self) -> str:
-        return HELP.format(strategies=", ".join(sorted(self.strategies)), history=escape(str(HISTORY_FILE)))
+        names = textwrap.fill(", ".join(sorted(self.strategies)), 78, initial_indent=" " * 21, subsequent_indent=" " * 21)
+        return HELP.format(strategies=names, history=escape(str(HISTORY_FILE)))
 
     def switch_model(self, spec: str) -> None:
         try:
@@ -270,4 +275,8 @@ def main(args: Any, backend_options: dict[str, Any]) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     chat = Chat(args.model, args.model_name, args.strategy, tools, args.docs, context_tokens=args.context_tokens,
                 backend_options=backend_options, options=given_options(args))
+    try:
+        chat.strategy()  # a bad option is a usage error now, not an error on every turn
+    except ValidationError as exc:
+        raise UsageError(bad_options(args.strategy, exc)) from None
     return chat.run()

@@ -227,8 +227,9 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     solve = sub.add_parser("solve", parents=[model], help="answer one question with a strategy",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     solve.add_argument("question")
-    solve.add_argument("--strategy", "-s", default=default, choices=sorted(strategies),
-                       help=f"how to reason (default: {default}; `reasoner strategies` lists them)")
+    solve.add_argument("--strategy", "-s", default=default, choices=sorted(strategies), metavar="NAME",
+                       help=f"how to reason: {', '.join(sorted(strategies))} (default: {default}; "
+                       "`reasoner strategies` says what each does)")
     solve.add_argument("--json", action="store_true", help="print one JSON object instead of the panel")
     solve.add_argument("--trace", action="store_true", help="show the graph of calls that ran")
     add_strategy_options(solve, strategies)
@@ -242,8 +243,9 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
         "Older turns are left out when the conversation would not fit the model's context window.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    chat.add_argument("--strategy", "-s", default=chat_default, choices=sorted(strategies),
-                      help=f"the strategy for each turn (default: {chat_default}; /strategy changes it)")
+    chat.add_argument("--strategy", "-s", default=chat_default, choices=sorted(strategies), metavar="NAME",
+                      help=f"the strategy for each turn: {', '.join(sorted(strategies))} "
+                      f"(default: {chat_default}; /strategy changes it)")
     chat.add_argument("--tools", default="calculator,python", help="comma-separated: calculator, python, search (default: calculator,python)")
     chat.add_argument("--docs", help="a folder of text/Markdown files for the search tool")
     chat.add_argument("--context-tokens", type=_positive, metavar="N",
@@ -259,8 +261,9 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
         epilog=EXIT_CODES + "\n\n" + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("task", choices=["gsm8k"], help="the benchmark")
-    bench.add_argument("--strategy", "-s", action="append", required=True, choices=sorted(strategies),
-                       help="a strategy to run (repeat for several; options below apply to each that has them)")
+    bench.add_argument("--strategy", "-s", action="append", required=True, choices=sorted(strategies), metavar="NAME",
+                       help=f"a strategy to run: {', '.join(sorted(strategies))} (repeat for several; "
+                       "options below apply to each that has them)")
     pick = bench.add_mutually_exclusive_group()
     pick.add_argument("--limit", type=_positive, metavar="N", help="the first N questions")
     pick.add_argument("--sample", type=_positive, metavar="N", help="N questions drawn at random, seeded by --seed (default 0)")
