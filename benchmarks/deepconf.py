@@ -1,0 +1,135 @@
+"""DeepConf (confidence-filtered voting, traces cut while generated) on the simulated model.
+
+    python -m reasoner.bench.deepconf [--questions 1319] [--caps 16 40] [--seed 0]
+
+The simulated model is `reasoner.testing.simulated`, in memory: per-question accuracy
+p ~ Beta(0.6, 0.4); wrong answers 50/30/20 over three values; a sample is 120-280 tokens whose
+log-probabilities are -Exp(mean 0.3), except a 48-token low-confidence stretch (-Exp(mean 2.0)) at
+a uniform position in 30% of right samples and 80% of wrong ones. With 32-token groups a stretch
+drags the lowest group confidence from about -0.4 to about -1.5, so the separation is "how often",
+not "how low": a right sample is cut 30% of the time too.
+
+Online DeepConf streams every trace after the warm-up (`SimulatedBackend._stream`, 16 tokens a
+chunk) and leaves the stream when its group confidence drops below the threshold; generated
+tokens count what each trace had streamed when it was cut or cancelled. SC@cap and offline
+DeepConf draw cap whole traces (one request with n = cap).
+
+Target (issue 13): >= 50% fewer generated tokens than SC@cap at <= 0.5 points lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from reasoner.answers import extract_answer, is_correct
+from reasoner.strategies.confidence import DeepConfSettings, Trace, deepconf, offline_filter, trace_confidence, weighted_vote
+from reasoner.testing.simulated import STRETCH_SHARE, STRETCH_TOKENS, SimulatedBackend, SimulatedModel
+from reasoner.types import GenerationRequest
+
+TOKEN_SAVING = 0.50
+ACCURACY_TOLERANCE = 0.5
+SETTINGS = DeepConfSettings(warmup=4, keep=90, window=32, parallel=2, settle=0.85)
+
+
+@dataclass
+class Row:
+    correct: int = 0
+    tokens: int = 0
+    traces: int = 0
+    cut: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+
+
+def request_for(model: SimulatedModel, q: int, seed: int) -> GenerationRequest:
+    return GenerationRequest(prompt=model.question_text(q), temperature=0.7, seed=seed, logprobs=True, max_tokens=512)
+
+
+async def full_traces(backend: SimulatedBackend, q: int, cap: int, seed: int, window: int) -> tuple[list[Trace], int]:
+    completion = await backend.generate(request_for(backend.model, q, seed).model_copy(update={"n": cap}))
+    traces = [
+        Trace(extract_answer(c.text), trace_confidence(c.token_logprobs or [], window), c.completion_tokens or 0)
+        for c in completion.choices
+    ]
+    return traces, completion.prompt_tokens
+
+
+async def run(questions: int, caps: list[int], seed: int) -> Table:
+    backend = SimulatedBackend(SimulatedModel(seed))
+    model = backend.model
+    table = Table(title=f"DeepConf on the simulated model ({questions} questions)")
+    for column in ("cap", "method", "accuracy %", "Δ acc", "gen tokens/q", "saved", "traces/q", "cut/q", "requests/q", "target"):
+        table.add_column(column, justify="left" if column in ("method", "target") else "right")
+    for cap in caps:
+        settings = SETTINGS.model_copy(update={"samples": cap})
+        rows = {name: Row() for name in (f"SC@{cap}", "offline, top 90%", "offline, top 10%", "online DeepConf")}
+        for q in range(questions):
+            gold = str(model.gold(q))
+            traces, prompt_tokens = await full_traces(backend, q, cap, seed, settings.window)
+            votes = Counter(t.answer for t in traces if t.answer is not None)
+            picks = {
+                f"SC@{cap}": votes.most_common(1)[0][0] if votes else None,
+                "offline, top 90%": weighted_vote(offline_filter(traces, 0.9))[0],
+                "offline, top 10%": weighted_vote(offline_filter(traces, 0.1))[0],
+            }
+            for name, pick in picks.items():
+                row = rows[name]
+                row.correct += is_correct(pick, gold)
+                row.tokens += sum(t.tokens for t in traces)
+                row.traces += cap
+                row.requests += 1
+                row.prompt_tokens += prompt_tokens
+            online = await deepconf(backend, request_for(model, q, seed), settings)
+            row = rows["online DeepConf"]
+            row.correct += is_correct(online.answer, gold)
+            row.tokens += online.generated_tokens
+            row.traces += len(online.traces)
+            row.cut += sum(t.cut for t in online.traces[settings.warmup :])
+            row.requests += online.requests
+            row.prompt_tokens += online.prompt_tokens
+        full = rows[f"SC@{cap}"]
+        for name, row in rows.items():
+            acc = 100 * row.correct / questions
+            delta = acc - 100 * full.correct / questions
+            saved = 1 - row.tokens / full.tokens
+            target = ""
+            if name.startswith("online"):
+                ok = saved >= TOKEN_SAVING and delta >= -ACCURACY_TOLERANCE
+                target = "[green]met[/green]" if ok else "[red]missed[/red]"
+            table.add_row(
+                str(cap), name, f"{acc:.2f}", f"{delta:+.2f}", f"{row.tokens / questions:.0f}", f"{100 * saved:.1f}%",
+                f"{row.traces / questions:.2f}", f"{row.cut / questions:.2f}", f"{row.requests / questions:.2f}", target,
+            )
+        table.add_section()
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=1319)
+    parser.add_argument("--caps", type=int, nargs="+", default=[16, 40])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.questions < 1 or any(c <= SETTINGS.warmup for c in args.caps):
+        parser.error(f"--questions must be at least 1 and every cap above the warm-up ({SETTINGS.warmup})")
+    start = time.perf_counter()
+    table = asyncio.run(run(args.questions, args.caps, args.seed))
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    console.print(table)
+    console.print(
+        f"[dim]low-confidence stretch of {STRETCH_TOKENS} tokens in {STRETCH_SHARE[True]:.0%} of right and "
+        f"{STRETCH_SHARE[False]:.0%} of wrong samples; online: {SETTINGS.model_dump()}; target: >= {TOKEN_SAVING:.0%} "
+        f"fewer generated tokens than SC@cap at <= {ACCURACY_TOLERANCE} points lost; {time.perf_counter() - start:.0f} s[/dim]"
+    )
+
+
+if __name__ == "__main__":
+    main()
