@@ -23,6 +23,12 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the sandbox is 
 ESCAPE_FILE = Path("/tmp/escape-test-file")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def installed() -> None:
+    # The first use fetches Pyodide and takes the snapshot (seconds): not part of any run's timing.
+    sandbox_runtime.installation()
+
+
 @pytest.fixture(autouse=True)
 def parent_stays_healthy():  # type: ignore[no-untyped-def]
     ESCAPE_FILE.unlink(missing_ok=True)

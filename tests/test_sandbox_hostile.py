@@ -37,6 +37,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the canaries us
 CATCHABLE = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
 IMP = ("import _imp\nfrom importlib.machinery import ModuleSpec\nposix = _imp.create_builtin(ModuleSpec('posix', None))\n"
        "sig = _imp.create_builtin(ModuleSpec('_signal', None))\n")
+HEAVY = {"memory-bomb", "js-memory-bomb", "disk-flood", "worker-bomb"}
 ANY = ""  # contained however it fails (or even "succeeds" inside the sandbox); the world check decides
 
 # name: (program, timeout_s, text its error must contain, or ANY). Templates get {canary} (a pid),
@@ -180,8 +181,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     snapshot = sandbox_runtime.installation().snapshot
     digest, clock_offset = hashlib.sha256(snapshot.read_bytes()).hexdigest(), time.time() - time.monotonic()
     try:
+        heavy = threading.Lock()  # one memory hog at a time: each may take a GB or so before it is stopped
+
+        def attempt(name: str, code: str, timeout: float) -> ToolResult:
+            with heavy if name in HEAVY else contextlib.nullcontext():
+                return run_python(code, timeout)
+
         with ThreadPoolExecutor(max_workers=3) as executor:
-            futures = {name: executor.submit(run_python, code.format(**fields), timeout)
+            futures = {name: executor.submit(attempt, name, code.format(**fields), timeout)
                        for name, (code, timeout, _) in PROGRAMS.items()}
             results = {name: future.result() for name, future in futures.items()}
         time.sleep(0.5)  # let a late signal or connection land before we look
