@@ -26,7 +26,7 @@ class ScrubbedJSON(JSONResponse):
     """JSON with every known secret masked: an upstream may echo its key in any field."""
 
     def render(self, content: Any) -> bytes:
-        return secrets.scrub(json.dumps(content, ensure_ascii=False, separators=(",", ":"))).encode()
+        return secrets.scrub(json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str)).encode()
 
 
 def error_response(exc: APIError) -> JSONResponse:

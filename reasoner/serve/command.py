@@ -6,7 +6,6 @@ Imported by the CLI's parser, so it imports nothing of the `serve` extra until t
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from rich.console import Console
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace, backend_options: dict[str, Any], console: Cons
 
         from reasoner.serve.config import ServeConfig, ServeError, key_from_env
         from reasoner.serve.schemas import Limits
-        from reasoner.serve.server import backend_factory, bind, serve, url_of
+        from reasoner.serve.server import backend_factory, bind, run_loop, serve, url_of
     except ImportError as exc:
         console.print(f"error: `reasoner serve` needs the serve extra (pip install -e \".[serve]\"): {exc}", markup=False)
         return 2
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace, backend_options: dict[str, Any], console: Cons
     console.print(f"reasoner serve: {url_of(sock)} in front of {secrets.scrub(config.model)}"
                   f"{' (API key required)' if config.api_key else ''}", markup=False, highlight=False)  # fmt: skip
     try:
-        asyncio.run(serve(config, backend_factory(config, options), sock, log_level=args.log_level))
+        run_loop(serve(config, backend_factory(config, options), sock, log_level=args.log_level))
     except BackendError as exc:
         console.print(f"error: {secrets.scrub(str(exc))}", markup=False, soft_wrap=True)
         return 1
