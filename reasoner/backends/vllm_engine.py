@@ -24,12 +24,12 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from reasoner.backends.base import Backend, BackendError, render_chat
-from reasoner.types import Choice, Completion, GenerationRequest
+from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
 
 T = TypeVar("T")
 
@@ -187,6 +187,7 @@ class VLLMBackend(Backend):
     name = "vllm"
     supports_n = True
     supports_json_schema = True
+    supports_streaming = True
 
     def __init__(
         self,
@@ -241,7 +242,68 @@ class VLLMBackend(Backend):
         # Cancelling the caller cancels the task on the engine's loop, and vLLM aborts the request.
         return await asyncio.wrap_future(engine.submit(self._run(engine, request)))
 
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        engine = self._engine
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamChunk | BaseException] = asyncio.Queue()
+        future = engine.submit(self._run_stream(engine, request, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.completion is not None:
+                    return
+        finally:
+            # Leaving early cancels the task on the engine's loop, and vLLM aborts the request.
+            future.cancel()
+
     # -- on the engine's loop ------------------------------------------------------------------------
+
+    async def _run_stream(self, engine: _Engine, request: GenerationRequest, put: Callable[[Any], None]) -> None:
+        """The request with vLLM's delta outputs, each put as a chunk, then the whole completion."""
+        started = time.perf_counter()
+        try:
+            llm = await engine.llm()
+            prompt = {"prompt_token_ids": self._prompt_ids(llm.get_tokenizer(), request)}
+            texts: dict[int, list[str]] = {}
+            lps: dict[int, list[float]] = {}
+            finish: dict[int, str | None] = {}
+            counts: dict[int, int] = {}
+            prompt_tokens = 0
+            try:
+                params = self._sampling_params(request, delta=True)
+                async for output in llm.generate(prompt, params, uuid.uuid4().hex):
+                    prompt_tokens = len(output.prompt_token_ids or ()) or prompt_tokens
+                    for out in output.outputs:
+                        delta = _token_logprobs(out) if request.logprobs else None
+                        texts.setdefault(out.index, []).append(out.text)
+                        lps.setdefault(out.index, []).extend(delta or [])
+                        finish[out.index] = out.finish_reason
+                        counts[out.index] = counts.get(out.index, 0) + len(out.token_ids)
+                        put(StreamChunk(index=out.index, text=out.text, token_logprobs=delta))
+            except (ValueError, TypeError) as exc:
+                raise BackendError(f"vLLM rejected the request: {exc}") from None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"vLLM failed: {type(exc).__name__}: {exc}") from None
+            choices = [
+                Choice(
+                    text="".join(texts.get(i, [])),
+                    finish_reason=finish.get(i),
+                    token_logprobs=lps.get(i) if request.logprobs else None,
+                    completion_tokens=counts.get(i, 0),
+                )
+                for i in range(request.n)
+            ]
+            put(StreamChunk(completion=Completion(
+                choices=choices, prompt_tokens=prompt_tokens, latency_s=time.perf_counter() - started, model=self.model,
+                completion_tokens=sum(c.completion_tokens or 0 for c in choices),
+            )))
+        except BackendError as exc:
+            put(exc)
 
     async def _run(self, engine: _Engine, request: GenerationRequest) -> Completion:
         started = time.perf_counter()
@@ -288,7 +350,7 @@ class VLLMBackend(Backend):
         return list(tokenizer.encode(text, add_special_tokens=False))
 
     @staticmethod
-    def _sampling_params(request: GenerationRequest) -> Any:
+    def _sampling_params(request: GenerationRequest, delta: bool = False) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
@@ -301,7 +363,7 @@ class VLLMBackend(Backend):
             seed=request.seed,  # vLLM gives sample i the seed `seed + i`
             logprobs=0 if request.logprobs else None,  # 0: the sampled token's own log-probability only
             structured_outputs=StructuredOutputsParams(json=request.json_schema) if request.json_schema else None,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
         )
 
 

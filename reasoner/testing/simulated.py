@@ -10,7 +10,7 @@ the request's seed plus the choice index, so every method sees the same stream o
 
 Token log-probabilities (DeepConf's signal): a sample is `length` tokens (120-280), each token's
 log-probability -Exp(mean 0.3). A low-confidence stretch of 48 tokens whose log-probabilities are
--Exp(mean 2.0) starts at a uniform position in 30% of right samples and 80% of wrong ones.
+-Exp(mean 2.0) starts at a uniform position in 40% of right samples and 70% of wrong ones.
 
 Served by `SimulatedBackend`, a `Backend` in this process: the real strategies and engine run on
 it, without HTTP, which on a 2-core machine would take hours for 1,319 questions x 40 samples.
@@ -30,7 +30,7 @@ from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
 QUESTION_ID = re.compile(r"Question #(\d+)")
 WRONG_SHARES = (0.5, 0.3, 0.2)
 STRETCH_TOKENS = 48
-STRETCH_SHARE = {True: 0.3, False: 0.8}  # how often a right / wrong sample has a low stretch
+STRETCH_SHARE = {True: 0.4, False: 0.7}  # how often a right / wrong sample has a low stretch
 CHUNK_TOKENS = 16  # tokens per streamed chunk
 
 
