@@ -42,6 +42,21 @@ def opened(monkeypatch):  # type: ignore[no-untyped-def]
     return calls
 
 
+@pytest.fixture
+def configs(monkeypatch):  # type: ignore[no-untyped-def]
+    """The BenchConfig each `reasoner bench` builds; the run itself stops there."""
+    import reasoner.cli.main as m
+
+    seen: list[Any] = []
+
+    async def fake_run(config, console):  # type: ignore[no-untyped-def]
+        seen.append(config)
+        raise m.BenchError("stop here")
+
+    monkeypatch.setattr(m, "run_gsm8k", fake_run)
+    return seen
+
+
 def test_a_flag_for_no_chosen_strategy_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
     # It used to leave through SystemExit(message): exit 1 and no usage line.
     assert main(["bench", "gsm8k", "-s", "few-shot-cot", "--samples", "3"]) == 2
@@ -65,16 +80,7 @@ def test_yes_no_options_can_be_switched_off() -> None:
     assert (on.opt_weighted, off.opt_weighted, unset.opt_weighted) == (True, False, None)
 
 
-def test_one_seed_goes_to_every_strategy_and_to_the_sample(server, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import reasoner.cli.main as m
-
-    configs: list[Any] = []
-
-    async def fake_run(config, console):  # type: ignore[no-untyped-def]
-        configs.append(config)
-        raise m.BenchError("stop here")
-
-    monkeypatch.setattr(m, "run_gsm8k", fake_run)
+def test_one_seed_goes_to_every_strategy_and_to_the_sample(server, tmp_path: Path, configs) -> None:  # type: ignore[no-untyped-def]
     argv = ["bench", "gsm8k", "-s", "few-shot-cot", "-s", "zero-shot-cot", "--model", server.base_url,
             "--sample", "3", "--seed", "7", "-o", str(tmp_path / "run")]
     main(argv)
@@ -97,16 +103,7 @@ def test_http_flags_on_the_embedded_model_are_a_usage_error(capsys) -> None:  # 
     assert "--deadline applies only to HTTP models" in capsys.readouterr().err
 
 
-def test_concurrency_above_the_backend_bound_raises_it(server, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import reasoner.cli.main as m
-
-    configs: list[Any] = []
-
-    async def fake_run(config, console):  # type: ignore[no-untyped-def]
-        configs.append(config)
-        raise m.BenchError("stop here")
-
-    monkeypatch.setattr(m, "run_gsm8k", fake_run)
+def test_concurrency_above_the_backend_bound_raises_it(server, tmp_path: Path, configs) -> None:  # type: ignore[no-untyped-def]
     base = ["bench", "gsm8k", "-s", "few-shot-cot", "--model", server.base_url, "-o", str(tmp_path / "r")]
     main([*base, "-c", "8"])
     main([*base, "-c", "100"])
