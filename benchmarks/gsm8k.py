@@ -79,6 +79,7 @@ from rich.markup import escape
 
 from reasoner.backends.base import Backend
 from reasoner.backends.spec import open_backend
+from reasoner.bank import BankMode, SampleBank
 from reasoner.bench.lock import RunLock, describe_stale, prepare_folder
 from reasoner.bench.progress import ProgressView, Tally, plural
 from reasoner.bench.questions import BenchError, Questions, job_order, labelled, select_problems
@@ -89,6 +90,7 @@ from reasoner.bench.settings import check_resume, run_settings, settings_differe
 from reasoner.bench.store import ResultStore
 from reasoner.data import Problem, Split
 from reasoner.io import ScrubbedStream, write_json_atomic
+from reasoner.numbers import Tolerance
 from reasoner.strategy import Strategy
 
 __all__ = ["BenchConfig", "BenchError", "BenchResult", "EXIT_CODES", "StorageError", "errors_line", "run_gsm8k", "select_problems", "settings_differences"]
@@ -121,6 +123,9 @@ class BenchConfig:
     data: str | os.PathLike[str] | None = None
     question_field: str = "question"
     answer_field: str = "answer"
+    id_field: str = "id"  # a data file's field holding each question's id (else <file>-<line>)
+    #: How answers are judged where a question sets no tolerance of its own (None: the default rule).
+    tolerance: Tolerance | None = None
     #: What the report calls the data; default: GSM8K for its splits, else the data file's name.
     name: str | None = None
     limit: int | None = None
@@ -131,6 +136,10 @@ class BenchConfig:
     #: On resume, run the questions that ended in an error again (their records move to errors.jsonl).
     retry_errors: bool = False
     scoring: str = "ours"  # one of reasoner.bench.record.RULES
+    #: A sample bank file (`reasoner.bank`): every model call recorded there, and replayed from it.
+    #: Not part of the resume check: a replayed sample is the sample a live call would return.
+    bank: str | os.PathLike[str] | None = None
+    bank_mode: BankMode = "record"
 
 
 @dataclass
@@ -197,7 +206,10 @@ async def _run_locked(
         backend = await open_backend(config.model or "local", model_name=config.model_name, **config.backend_options)
     store = ResultStore(out)
     records: list[Record] = []
+    bank: SampleBank | None = None
     try:
+        if config.bank is not None:
+            bank = SampleBank(backend, config.bank, config.bank_mode)
         settings = run_settings(config, backend, strategies, questions)
         if previous is not None:
             check_resume(out, previous, settings)
@@ -219,6 +231,7 @@ async def _run_locked(
                 "concurrency": config.concurrency,
                 "records_before": len(records),
                 "retried_errors": retried,
+                **({"bank": {"path": str(config.bank), "mode": config.bank_mode}} if bank else {}),
             }
         )
         write_json_atomic(run_file, {"settings": settings, "sessions": sessions})
@@ -241,11 +254,17 @@ async def _run_locked(
             markup=False,
         )
         with store, ProgressView(console, tallies) as view:
-            interrupted = await _drain(jobs, strategies, backend, config, session, store, view)
+            interrupted = await _drain(jobs, strategies, bank or backend, config, session, store, view)
+        if bank is not None:
+            sessions[-1]["bank"]["usage"] = bank.usage.model_dump()
+            write_json_atomic(run_file, {"settings": settings, "sessions": sessions})
+            notes.append(bank.usage.line())
         report = write_report(out)
     except OSError as exc:
         raise StorageError(_storage_message(out, exc, len(records) + store.appended)) from None
     finally:
+        if bank is not None:
+            bank.close()
         if own_backend:
             await backend.aclose()
     return BenchResult(out=out, report=report, interrupted=interrupted, notes=notes + report.notes)
@@ -275,7 +294,7 @@ async def _drain(
     async def worker() -> None:
         while jobs:
             label, problem = jobs.popleft()
-            record, trace = await solve_one(label, strategies[label], problem, backend, config.scoring, session)
+            record, trace = await solve_one(label, strategies[label], problem, backend, config.scoring, session, config.tolerance)
             # No await between the result and its write: a cancellation cannot split them.
             store.append(record, trace)
             view.update(record)

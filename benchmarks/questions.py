@@ -40,6 +40,7 @@ def select_problems(config: BenchConfig) -> Questions:
         path,
         question_field=config.question_field,
         answer_field=config.answer_field,
+        id_field=config.id_field,
         id_prefix=None if own_file else f"gsm8k-{config.split}",
     )
     seen: set[str] = set()

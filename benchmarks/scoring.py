@@ -10,6 +10,7 @@ from reasoner.backends.base import Backend
 from reasoner.bench.lm_eval import cot_strict
 from reasoner.bench.record import Record
 from reasoner.data import Problem
+from reasoner.numbers import Tolerance
 from reasoner.strategy import Strategy
 
 
@@ -22,9 +23,11 @@ def fallback_of(details: dict[str, Any]) -> str | None:
 
 
 async def solve_one(
-    label: str, strategy: Strategy, problem: Problem, backend: Backend, scoring: str, session: int
+    label: str, strategy: Strategy, problem: Problem, backend: Backend, scoring: str, session: int,
+    tolerance: Tolerance | None = None,
 ) -> tuple[Record, dict[str, Any]]:
-    """(result record, trace record) for one question. Errors become part of the record."""
+    """(result record, trace record) for one question. Errors become part of the record. Our rule
+    judges with the question's own tolerance, else the run's `tolerance`, else the default."""
     started = time.time()
     answer, text, error = None, "", None
     calls = prompt_tokens = completion_tokens = 0
@@ -45,7 +48,7 @@ async def solve_one(
     strict, strict_ok = score(text, problem.answer_field, "lm-eval-strict")
     cot, cot_ok = cot_strict(text, problem.answer_field)
     flexible, flexible_ok = score(text, problem.answer_field, "lm-eval-flexible")
-    ours_ok = is_correct(answer, problem.gold)
+    ours_ok = is_correct(answer, problem.gold, problem.tolerance or tolerance)
     verdicts = {"ours": ours_ok, "lm-eval-strict": strict_ok, "lm-eval-cot-strict": cot_ok, "lm-eval-flexible": flexible_ok}
     record = Record(
         strategy=label,

@@ -28,6 +28,10 @@ OPERATIONAL = {
 }
 
 
+# Settings added after the first release, with the value older runs had without them.
+NEWER_DEFAULTS: dict[str, Any] = {"data.id_field": "id", "tolerance": None}
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -89,6 +93,7 @@ def run_settings(
             "split": questions.split,
             "question_field": config.question_field,
             "answer_field": config.answer_field,
+            "id_field": config.id_field,
             "limit": config.limit,
             "sample": config.sample,
             "seed": config.seed if config.sample is not None else None,
@@ -96,6 +101,7 @@ def run_settings(
             "ids_sha256": hashlib.sha256("\n".join(p.id for p in problems).encode()).hexdigest()[:16],
         },
         "scoring": config.scoring,
+        "tolerance": None if config.tolerance is None else str(config.tolerance),
     }
     return json.loads(json.dumps(settings, default=str))  # the form it will have once read back
 
@@ -125,6 +131,8 @@ def settings_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue  # a prompt file added since the run began cannot have been used by it
         if key == "benchmark" and key not in a:
             continue  # a label runs from before it existed lack; it changes no answer
+        if key not in a and NEWER_DEFAULTS.get(key, missing) == b.get(key):
+            continue  # a setting added since the run began, at the value the run had without it
         before, after = a.get(key, missing), b.get(key, missing)
         if before != after:
             diffs.append(f"{key}: {show(before)} → {show(after)}")

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reasoner.backends.base import BackendError
+from reasoner.bank import BankError
 from reasoner.bench.gsm8k import BenchConfig, BenchError, StorageError, errors_line, run_gsm8k
 from reasoner.bench.report import RunDirError, results_table, write_report
 from reasoner.cli.console import console, err_console
@@ -25,6 +26,7 @@ from reasoner.cli.parser import (  # noqa: F401 - build_parser: the parser, for 
 from reasoner.cli.solve import print_json, print_solution, run_solve
 from reasoner.data import DataError
 from reasoner.strategy import Strategy, available, get_strategy
+from reasoner.variants import VariantError, parse_variant
 
 
 def default_out() -> Path:
@@ -61,14 +63,26 @@ def print_report(summary: dict[str, Any], notes: list[str], out: Path) -> None:
     console.print(f"[dim]{out}/: results.jsonl, traces.jsonl, run.json, {', '.join(written)}[/dim]", highlight=False, soft_wrap=True)
 
 
-def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], argv: list[str]) -> int:
-    names = list(dict.fromkeys(args.strategy))
+def build_variants(args: argparse.Namespace, strategies: dict[str, type[Strategy]]) -> dict[str, Strategy]:
+    """Each -s as a labelled strategy: a plain name, or a variant `NAME:opt=v,...` (labelled as
+    written) whose own options go over the shared option flags."""
+    specs = list(dict.fromkeys(s.strip() for s in args.strategy))
+    try:
+        parsed = {spec: parse_variant(spec) for spec in specs}
+    except VariantError as exc:
+        raise UsageError(str(exc)) from None
+    shared = options_by_strategy(args, list(dict.fromkeys(name for name, _ in parsed.values())), strategies)
     built: dict[str, Strategy] = {}
-    for name, options in options_by_strategy(args, names, strategies).items():
+    for spec, (name, own) in parsed.items():
         try:
-            built[name] = get_strategy(name, **options)
+            built[spec] = get_strategy(name, **{**shared[name], **own})
         except ValidationError as exc:
-            raise UsageError(bad_options(name, exc)) from None
+            raise UsageError(bad_options(spec, exc)) from None
+    return built
+
+
+def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], argv: list[str]) -> int:
+    built = build_variants(args, strategies)
     if args.resume and not args.out:
         raise UsageError("--resume needs --out DIR, the run folder to continue")
     if args.retry_errors and not args.resume:
@@ -85,6 +99,10 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
         data=args.data,
         question_field=args.question_field,
         answer_field=args.answer_field,
+        id_field=args.id_field,
+        tolerance=args.tolerance,
+        bank=args.bank,
+        bank_mode=args.bank_mode,
         name=args.name,
         limit=args.limit,
         sample=args.sample,
@@ -100,7 +118,7 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
     except (DataError, BackendError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
-    except (BenchError, RunDirError) as exc:
+    except (BenchError, RunDirError, BankError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except StorageError as exc:

@@ -12,9 +12,11 @@ from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
 from reasoner.backends.spec import SPEC_HELP
+from reasoner.bank import BANK_MODES
 from reasoner.bench.gsm8k import EXIT_CODES
 from reasoner.bench.report import RULES
 from reasoner.serve import command as serve_command
+from reasoner.numbers import Tolerance
 from reasoner.strategy import Strategy
 
 # Options every strategy has, shown once under the common group rather than per strategy.
@@ -75,6 +77,16 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+def _tolerance(text: str) -> Tolerance:
+    try:
+        return Tolerance.parse(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise argparse.ArgumentTypeError(f"tolerance {text!r}: {first['loc'][0]}: {first['msg']}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _engine_arg(text: str) -> tuple[str, Any]:
@@ -261,9 +273,10 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
         epilog=EXIT_CODES + "\n\n" + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("task", choices=["gsm8k"], help="the benchmark")
-    bench.add_argument("--strategy", "-s", action="append", required=True, choices=sorted(strategies), metavar="NAME",
+    bench.add_argument("--strategy", "-s", action="append", required=True, metavar="NAME[:OPT=V,...]",
                        help=f"a strategy to run: {', '.join(sorted(strategies))} (repeat for several; "
-                       "options below apply to each that has them)")
+                       "options below apply to each that has them); with options it is a labelled variant, "
+                       "e.g. -s 'self-consistency:samples=16,stopping=beta'")
     pick = bench.add_mutually_exclusive_group()
     pick.add_argument("--limit", type=_positive, metavar="N", help="the first N questions")
     pick.add_argument("--sample", type=_positive, metavar="N", help="N questions drawn at random, seeded by --seed (default 0)")
@@ -271,6 +284,8 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     bench.add_argument("--data", metavar="PATH",
                        help="a GSM8K folder or any JSONL file (default: $REASONER_GSM8K, else a cached download)")
     bench.add_argument("--question-field", default="question", metavar="F", help="JSONL field holding the question")
+    bench.add_argument("--id-field", default="id", metavar="F",
+                       help="JSONL field holding each question's id (default id; where absent: <file>-<line>)")
     bench.add_argument("--answer-field", default="answer", metavar="F",
                        help="JSONL field holding the answer: a number or GSM8K-style text ending in '#### N'")
     bench.add_argument("--name", metavar="NAME",
@@ -284,11 +299,17 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
                        help="with --resume: run the questions that ended in an error again (their records move to errors.jsonl)")
     bench.add_argument("--scoring", choices=list(RULES), default="ours",
                        help="answer check: ours, or lm-evaluation-harness's strict / flexible exact match")
+    bench.add_argument("--tolerance", type=_tolerance, metavar="SPEC",
+                       help="how our rule matches numbers where a question sets none, e.g. rel=1e-6,places=3,sig=2")
+    bench.add_argument("--bank", metavar="PATH", help="a sample bank file: record every model call there and replay recorded ones")
+    bench.add_argument("--bank-mode", choices=list(BANK_MODES), default="record",
+                       help="with --bank: record (use and record; default), replay (a missing sample is an error), refresh")
     add_strategy_options(bench, strategies)
 
     report = sub.add_parser("report", help="write and show the report of a benchmark run folder")
     report.add_argument("dir", help="the run folder (holding run.json and results.jsonl)")
     report.add_argument("--scoring", choices=list(RULES), help="rescore with this rule (default: the run's)")
+    report.add_argument("--html", action="store_true", help="also write DIR/explorer.html, the results explorer (opens offline)")
     serve = sub.add_parser("serve", parents=[model], help=serve_command.HELP)
     serve_command.add_arguments(serve)
     parser.commands = {"solve": solve, "strategies": strategies_cmd, "chat": chat, "bench": bench, "report": report,

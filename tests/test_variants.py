@@ -1,0 +1,121 @@
+"""Strategy variants in one run (`-s 'self-consistency:samples=16,stopping=beta'`), and the bank
+under the runner: SC@16 recorded once, then SC@8, beta and esc replayed from it without a single
+new model call, with the answers of live runs under the same seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from reasoner.bench.gsm8k import BenchConfig, BenchResult, run_gsm8k
+from reasoner.bench.report import read_run
+from reasoner.cli.main import main
+from reasoner.strategy import Strategy, get_strategy
+from reasoner.testing.fake_openai import FakeOpenAIServer
+from reasoner.testing.simulated import QUESTION_ID, SimulatedModel
+
+SIM = SimulatedModel(seed=0)
+QUESTIONS = 200
+
+
+def respond(body: dict[str, Any], index: int) -> str:
+    """The simulated model over HTTP: sample number = the request's seed + the choice index."""
+    messages = body.get("messages")
+    text = "\n".join(str(m.get("content") or "") for m in messages) if messages else str(body["prompt"])
+    question = int(QUESTION_ID.findall(text)[-1])
+    return SIM.sample(question, (body.get("seed") or 0) + index).text
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "sim.jsonl"
+    rows = ({"id": f"q{q}", "question": SIM.question_text(q), "answer": str(SIM.gold(q))} for q in range(QUESTIONS))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():  # type: ignore[no-untyped-def]
+    with FakeOpenAIServer("fake-model", responder=respond) as srv:
+        yield srv
+
+
+def bench(server: FakeOpenAIServer, data: Path, out: Path, strategies: dict[str, Strategy], **kw: Any) -> BenchResult:
+    config = BenchConfig(strategies=strategies, out=out, model=server.base_url, data=data, concurrency=32, **kw)
+    return asyncio.run(run_gsm8k(config, console=Console(quiet=True)))
+
+
+def predictions(out: Path) -> dict[tuple[str, str], str | None]:
+    _, records, _ = read_run(out)
+    return {r.key: r.prediction for r in records}
+
+
+def test_variants_replayed_from_a_bank_make_no_model_calls_and_match_live_runs(
+    server: FakeOpenAIServer, data: Path, tmp_path: Path
+) -> None:
+    bank = tmp_path / "sc.bank"
+    server.requests.clear()
+    recorded = bench(server, data, tmp_path / "sc16", {"SC@16": get_strategy("self-consistency", samples=16, seed=0)}, bank=bank)
+    assert len(server.completion_requests()) == QUESTIONS  # one n=16 request a question
+    assert recorded.notes[-1].startswith(f"bank: {QUESTIONS} new model calls ({QUESTIONS * 16} samples")
+
+    def variants() -> dict[str, Strategy]:
+        sc = lambda **kw: get_strategy("self-consistency", samples=16, seed=0, **kw)  # noqa: E731
+        return {"SC@8": get_strategy("self-consistency", samples=8, seed=0), "beta": sc(stopping="beta"), "esc": sc(stopping="esc")}
+
+    server.requests.clear()
+    replayed = bench(server, data, tmp_path / "replay", variants(), bank=bank, bank_mode="replay")
+    assert server.completion_requests() == []  # the server's own count: zero new calls
+    assert replayed.notes[-1].startswith("bank: 0 new model calls (0 samples, 0 tokens)")
+    run = json.loads((tmp_path / "replay" / "run.json").read_text())
+    assert run["sessions"][-1]["bank"]["usage"]["new_calls"] == 0
+    assert all(f["errors"] == 0 for f in replayed.report.summary["strategies"].values())
+
+    live = bench(server, data, tmp_path / "live", variants())
+    assert len(server.completion_requests()) > QUESTIONS  # the live runs did ask
+    assert predictions(tmp_path / "replay") == predictions(tmp_path / "live")
+    assert len(predictions(tmp_path / "live")) == 3 * QUESTIONS
+
+
+def test_cli_runs_labelled_variants_in_one_run_and_compares_them(server: FakeOpenAIServer, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main([
+        "bench", "gsm8k", "--model", server.base_url, "--data", str(data), "--limit", "6", "--out", str(out),
+        "-s", "self-consistency:samples=4,stopping=beta", "-s", "self-consistency:samples=4", "-s", "self-consistency",
+        "--samples", "6", "--seed", "0", "--bank", str(tmp_path / "b.bank"),
+    ])
+    assert code == 0
+    settings = json.loads((out / "run.json").read_text())["settings"]["strategies"]
+    assert list(settings) == ["self-consistency:samples=4,stopping=beta", "self-consistency:samples=4", "self-consistency"]
+    # A variant's own options go over the shared flags; the plain name takes the flags.
+    assert settings["self-consistency:samples=4,stopping=beta"]["samples"] == 4
+    assert settings["self-consistency:samples=4,stopping=beta"]["stopping"] == "beta"
+    assert settings["self-consistency"]["samples"] == 6
+    summary = json.loads((out / "summary.json").read_text())
+    pairs = {(c["a"], c["b"]) for c in summary["paired"]}  # McNemar, each pair of variants
+    assert len(pairs) == 3 and all(c["n"] == 6 for c in summary["paired"])
+    # Cost side by side: the capped variants drew fewer samples than the 6 of the plain one.
+    tokens = {label: f["completion_tokens_per_question"] for label, f in summary["strategies"].items()}
+    assert tokens["self-consistency:samples=4"] < tokens["self-consistency"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("self-consistency:samples=lots", "option 'samples'='lots'"),
+        ("self-consistency:stopping=sometimes", "option 'stopping'='sometimes'"),
+        ("self-consistency:colour=red", "has no option 'colour'"),
+        ("self-consistency:samples", "option 'samples' in 'self-consistency:samples' is not KEY=VALUE"),
+        ("no-such-strategy:samples=2", "unknown strategy 'no-such-strategy'"),
+    ],
+)
+def test_a_bad_variant_is_a_usage_error_naming_it(spec: str, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["bench", "gsm8k", "-s", spec, "--out", str(tmp_path / "never")])
+    assert code == 2
+    assert message in capsys.readouterr().err.replace("\n", " ")
+    assert not (tmp_path / "never").exists()
