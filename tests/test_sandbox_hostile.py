@@ -93,6 +93,11 @@ PROGRAMS: dict[str, tuple[str, float, str]] = {
     "js-import-file": ("from pyodide.code import run_js\nimport time\nrun_js(\"import('file://{file}')\")\ntime.sleep(0.5)", 5, ANY),
     "worker-bomb": ("from pyodide.code import run_js\nrun_js(\"for (let i = 0; i < 500; i++) new Worker('data:text/"
                     "javascript,while(1);', {{type: 'module'}})\")", 5, "Error"),
+    "cache-api": ("from pyodide.code import run_js\nrun_js(\"globalThis.postMessage = () => {{}}; const c = globalThis.caches"
+                  " ?? new CacheStorage(); (async () => {{ for (let i = 0; ; i++) await (await c.open('x' + i)).put("
+                  "'http://a/', new Response('x'.repeat(1e6))) }})()\")", 3, ANY),
+    "data-url-imports": ("from pyodide.code import run_js\nrun_js(\"globalThis.postMessage = () => {{}}; (async () => {{ for "
+                         "(let i = 0; ; i++) await import('data:text/javascript,export default ' + i) }})()\")", 3, ANY),
     "gc-walk": ("import gc\nnames = {{'kill', 'system', 'fork', 'mknod', 'pidfd_send_signal', 'setpriority', 'clock_settime'}}\n"
                 "found = [o for o in gc.get_objects() if callable(o) and getattr(o, '__name__', '') in names]\n"
                 "for f in found:\n    for args in (({canary}, 9), ('kill -9 {canary}',), ()):\n        try:\n"
@@ -114,7 +119,8 @@ PROGRAMS: dict[str, tuple[str, float, str]] = {
     "output-flood": ("while True:\n    print('x' * 10000)", 5, "output limit exceeded"),
     "channel-flood": ("import js\nb = js.TextEncoder.new().encode('x' * 100000)\nwhile True:\n    js.Deno.stdout.writeSync(b)",
                       5, "output limit exceeded"),
-    "disk-flood": ("i = 0\nwhile True:\n    open(f'f{{i}}', 'wb').write(b'x' * 2**24)\n    i += 1", 20, "out of memory"),
+    "disk-flood": ("i = 0\nwhile True:\n    open(f'f{{i}}', 'wb').write(b'x' * 2**24)\n    i += 1", 20, "file size limit exceeded"),
+    "file-count-flood": ("i = 0\nwhile True:\n    open(f'f{{i}}', 'wb').write(b'x' * 2**19)\n    i += 1", 20, "file limit exceeded"),
     "recursion": ("import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)", 3, ANY),
     "exit-early": ("import os\nos._exit(0)", 5, ANY),
     "forged-report": ("import js\njs.postMessage(js.JSON.parse('{{\"kind\": \"result\", \"result\": \"{{\\\\\"ok\\\\\": true, "
@@ -134,6 +140,7 @@ class World:
     results: dict[str, ToolResult]
     clock_offset: float  # wall clock minus monotonic clock, before the programs ran
     snapshot_digest: str
+    home_tree: list[tuple[str, int]]  # every path and size under the sandbox's home, before
 
 
 def _fingerprint(folder: Path) -> list[tuple[str, float, str]]:
@@ -180,6 +187,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     before = _fingerprint(folder)
     snapshot = sandbox_runtime.installation().snapshot
     digest, clock_offset = hashlib.sha256(snapshot.read_bytes()).hexdigest(), time.time() - time.monotonic()
+    home_tree = _tree(sandbox_runtime.home())
     try:
         heavy = threading.Lock()  # one memory hog at a time: each may take a GB or so before it is stopped
 
@@ -193,7 +201,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             results = {name: future.result() for name, future in futures.items()}
         time.sleep(0.5)  # let a late signal or connection land before we look
         assert _fingerprint(folder) == before, "the canary folder changed"
-        yield World(canary, folder, file, secret, listener, connections, received, results, clock_offset, digest)
+        yield World(canary, folder, file, secret, listener, connections, received, results, clock_offset, digest, home_tree)
     finally:
         stop.set()
         listener.close()
@@ -241,7 +249,12 @@ def test_nothing_outside_was_changed_or_reached(world: World) -> None:
 def test_the_sandbox_files_were_not_changed(world: World) -> None:
     found = sandbox_runtime.installation()
     assert hashlib.sha256(found.snapshot.read_bytes()).hexdigest() == world.snapshot_digest
-    assert not any(p.name.startswith("escape") for p in found.deno_dir.iterdir())
+    # Nothing a program does reaches the disk, Deno's own stores (the Cache API, module caches) included.
+    assert _tree(sandbox_runtime.home()) == world.home_tree
+
+
+def _tree(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.lstat().st_size if not p.is_dir() else 0) for p in root.rglob("*"))
 
 
 def test_no_program_process_is_left(world: World) -> None:

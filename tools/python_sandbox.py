@@ -4,8 +4,8 @@
 process that has no permission but to read its own files (see `sandbox_runtime` for the
 boundary). The program sees an in-memory file system with a fresh working directory, no
 network, no processes, no signals, no host files. Limits: `timeout_s` of wall-clock time
-(then the process is killed), 512 MB of WebAssembly memory (files it writes live there too),
-1 MB of stdout and of stderr, of which 10,000 bytes are shown.
+(then the process is killed), 512 MB of WebAssembly memory, 1 MB per file it writes and 100
+files (all in memory), 1 MB of stdout and of stderr, of which 10,000 bytes are shown.
 
 The outcome is the value of its last expression (as a REPL would show it) or, when there is
 none, of `solution()` if the code defines it (PAL style). Whatever comes back is validated:
@@ -27,6 +27,8 @@ from reasoner.tools.sandbox_runtime import SandboxUnavailable, pool
 
 MEMORY_BYTES = 512 * 2**20
 OUTPUT_BYTES = 2**20  # each of stdout and stderr
+FILE_BYTES = 2**20  # per file the program writes (in the sandbox's memory)
+MAX_WRITTEN_FILES = 100
 SHOWN_BYTES = 10_000  # of stdout and of stderr, in the observation
 MAX_CODE_CHARS = 100_000
 MAX_TIMEOUT_S = 60.0
@@ -114,7 +116,8 @@ def run_python(code: str, timeout_s: float = 5.0) -> ToolResult:
     except (SandboxUnavailable, OSError) as exc:
         return _failure(f"the Python sandbox is unavailable, so the code was not run: {exc}")
     job = {"code": code, "timeout_ms": int(timeout_s * 1000) + 1000, "value_cap": SHOWN_BYTES,
-           "memory_bytes": MEMORY_BYTES, "max_output_bytes": OUTPUT_BYTES, "shown_bytes": SHOWN_BYTES}
+           "memory_bytes": MEMORY_BYTES, "max_output_bytes": OUTPUT_BYTES, "shown_bytes": SHOWN_BYTES,
+           "file_bytes": FILE_BYTES, "max_files": MAX_WRITTEN_FILES}
     try:
         raw, stopped = runner.run(job, timeout_s, MAX_REPORT_BYTES)
     finally:

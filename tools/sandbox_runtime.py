@@ -10,7 +10,7 @@ process's data memory (RLIMIT_DATA, set from outside), and caps on what we read 
 
 Install: `pip install deno` (the `sandbox` extra) gives the binary; Pyodide comes from the npm
 registry through Deno's own npm client, into `home()`, on first use or with
-`python -m reasoner.tools.sandbox_runtime`. Without either, runs fail closed (`SandboxUnavailable`).
+`python -m reasoner.tools.sandbox_setup`. Without either, runs fail closed (`SandboxUnavailable`).
 
 Each run gets a fresh process (nothing from one program can reach the next). Booting CPython
 costs about a second, so we restore a memory snapshot taken after boot, and keep up to
@@ -55,7 +55,8 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Installation:
     deno: str
-    deno_dir: Path
+    deno_dir: Path  # Deno's cache for setup: the npm packages, and the snapshot beside it
+    run_dir: Path  # DENO_DIR for runners: the same packages, Deno's own stores blocked (`_block_stores`)
     pyodide_dir: Path
     snapshot: Path
 
@@ -111,8 +112,8 @@ def install(base: Path | None = None) -> Installation:
     pyodide_dir = deno_dir / "npm" / "registry.npmjs.org" / "pyodide" / PYODIDE_VERSION
     key = hashlib.sha256(f"{PYODIDE_VERSION}|{SNAPSHOT_MODULES}|{(CODE_DIR / 'snapshot.mjs').read_text()}".encode())
     snapshot = base / f"snapshot-{key.hexdigest()[:16]}.bin"
-    found = Installation(deno, deno_dir, pyodide_dir, snapshot)
-    if snapshot.exists() and (pyodide_dir / "pyodide.asm.wasm").exists():
+    found = Installation(deno, deno_dir, base / "run", pyodide_dir, snapshot)
+    if snapshot.exists() and (pyodide_dir / "pyodide.asm.wasm").exists() and _blocked(found.run_dir):
         return found
     deno_dir.mkdir(parents=True, exist_ok=True)
     with open(base / "install.lock", "w") as lock:
@@ -128,7 +129,39 @@ def install(base: Path | None = None) -> Installation:
                          str(CODE_DIR / "snapshot.mjs"), str(partial), SNAPSHOT_MODULES],
                         deno_dir, "taking the Python snapshot", network=False)
             os.replace(partial, snapshot)
+        _block_stores(found.run_dir)
     return found
+
+
+# Deno writes some stores of its own without asking its permissions: the web Cache API (which a
+# program reaches as `caches`) under location_data/, and SQLite caches of module analysis and
+# compiled code. Under the runners' DENO_DIR each of those names is taken by something Deno cannot
+# use or remove (a file where it wants a folder, non-empty folders where it wants a database), even
+# as root, so a program can neither write to disk through them nor leave anything for the next run.
+_STORE_BLOCKS = {"location_data": "file", "dep_analysis_cache_v2": "dir", "node_analysis_cache_v2": "dir",
+                 "v8_code_cache_v2": "dir"}
+
+
+def _blocked(run_dir: Path) -> bool:
+    return (run_dir / "npm").is_symlink() and all(
+        (run_dir / name).is_file() if kind == "file" else (run_dir / name / "blocked").is_dir()
+        for name, kind in _STORE_BLOCKS.items())
+
+
+def _block_stores(run_dir: Path) -> None:
+    run_dir.mkdir(exist_ok=True)
+    for name, kind in _STORE_BLOCKS.items():
+        path = run_dir / name
+        if kind == "file":
+            if path.is_dir():
+                shutil.rmtree(path)
+            path.touch()
+        else:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+            (path / "blocked").mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "npm").is_symlink():
+        (run_dir / "npm").symlink_to(Path("..") / "deno" / "npm")
 
 
 _installed: Installation | None = None
@@ -150,11 +183,11 @@ class Runner:
         pages = memory_bytes // 65536
         allowed = ",".join(str(p) for p in (found.pyodide_dir, found.snapshot, CODE_DIR))
         args = [found.deno, "run", "--quiet", "--no-prompt", "--cached-only", "--no-config", "--no-lock",
-                "--node-modules-dir=none", f"--allow-read={allowed}",
+                "--no-code-cache", "--node-modules-dir=none", f"--allow-read={allowed}",
                 f"--v8-flags=--wasm-max-mem-pages={pages},--max-old-space-size=256",
                 str(CODE_DIR / "runner.mjs"), str(found.snapshot), (CODE_DIR / "worker.mjs").as_uri()]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=found.deno_dir, env=_deno_env(found.deno_dir, network=False),
+                                     cwd=found.run_dir, env=_deno_env(found.run_dir, network=False),
                                      start_new_session=True)
         self.stderr = b""
         try:
@@ -299,16 +332,3 @@ class Pool:
 pool = Pool(int(os.environ.get("REASONER_SANDBOX_WARM", "2")))
 # Idle runners also end by themselves when our end of their stdin closes, however we exit.
 atexit.register(pool.close)
-
-
-def main() -> None:
-    try:
-        found = install()
-    except SandboxUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
-    print(f"sandbox ready: deno {found.deno}, pyodide {PYODIDE_VERSION} in {found.deno_dir}, snapshot {found.snapshot}")
-
-
-if __name__ == "__main__":
-    main()

@@ -28,7 +28,7 @@ def _encode(value, value_cap):
     return {"kind": kind, "text": text}
 
 
-def _describe(exc, source, value_cap, memory_bytes):
+def _describe(exc, source, value_cap, memory_bytes, limits):
     line, tb = None, exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == "<code>":
@@ -42,8 +42,10 @@ def _describe(exc, source, value_cap, memory_bytes):
         message = type(exc).__name__
     if isinstance(exc, MemoryError):
         message += f" (out of memory: the limit is {memory_bytes // 2**20} MB)"
-    if isinstance(exc, OSError) and exc.errno in (errno.EFBIG, errno.ENOSPC):
-        message = f"{message} (the scratch folder lives in the sandbox's memory)"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        message = f"file size limit exceeded: a file may hold {limits['file_bytes'] // 2**20} MB ({message})"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        message = f"file limit exceeded: more than {limits['max_files']} files written ({message})"
     message = message[:value_cap]  # an exception message may be megabytes long
     lines = source.splitlines()
     if line and 0 < line <= len(lines):
@@ -51,7 +53,7 @@ def _describe(exc, source, value_cap, memory_bytes):
     return message
 
 
-def run_job(source, value_cap, memory_bytes):
+def run_job(source, value_cap, memory_bytes, limits):
     import _ast
 
     workdir = tempfile.mkdtemp(prefix="reasoner-python-", dir="/tmp")
@@ -78,7 +80,7 @@ def run_job(source, value_cap, memory_bytes):
         if exc.code not in (None, 0):
             result = {"ok": False, "error": f"SystemExit: exited with status {exc.code}"}
     except BaseException as exc:
-        result = {"ok": False, "error": _describe(exc, source, value_cap, memory_bytes)}
+        result = {"ok": False, "error": _describe(exc, source, value_cap, memory_bytes, limits)}
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -32,17 +32,45 @@ async function load(snapshot) {
   self.postMessage({ kind: "ready" });
 }
 
+function limitFiles(job) {
+  // The files a program writes live in memory, which the memory limit bounds anyway; these keep
+  // the old per-file and file-count limits, so a runaway write loop fails fast with a clear error.
+  // (Code can undo them through Pyodide's API, and then meets the memory limit instead.)
+  const { FS, ERRNO_CODES } = pyodide;
+  const MEMFS = FS.filesystems.MEMFS;
+  let created = 0;
+  const fileOps = MEMFS.ops_table.file.stream;  // shared by every file's stream
+  const write = fileOps.write;
+  fileOps.write = function (stream, buffer, offset, length, position, canOwn) {
+    if (position + length > job.file_bytes) throw new FS.ErrnoError(ERRNO_CODES.EFBIG);
+    return write.call(this, stream, buffer, offset, length, position, canOwn);
+  };
+  const resize = MEMFS.resizeFileStorage;  // truncate() to a size
+  MEMFS.resizeFileStorage = function (node, size) {
+    if (size > job.file_bytes) throw new FS.ErrnoError(ERRNO_CODES.EFBIG);
+    return resize.call(this, node, size);
+  };
+  const createNode = MEMFS.createNode;
+  MEMFS.createNode = function (parent, name, mode, dev) {
+    if (FS.isFile(mode) && ++created > job.max_files) throw new FS.ErrnoError(ERRNO_CODES.ENOSPC);
+    return createNode.call(this, parent, name, mode, dev);
+  };
+}
+
 function run(job) {
   const out = capture(job, "stdout");
   const err = capture(job, "stderr");
   pyodide.setStdout({ write: out.write });
   pyodide.setStderr({ write: err.write });
+  limitFiles(job);
   // Nested workers would be threads outside the deadline's reach; the memory limit still
   // bounds any that code finds another way to start.
   delete globalThis.Worker;
+  // Deno keeps the Cache API's entries on disk; its folder is blocked too (sandbox_runtime.py).
+  delete globalThis.caches;
   let result;
   try {
-    result = runJob(job.code, job.value_cap, job.memory_bytes);
+    result = runJob(job.code, job.value_cap, job.memory_bytes, pyodide.toPy({ file_bytes: job.file_bytes, max_files: job.max_files }));
   } catch (error) {
     result = JSON.stringify({ ok: false, error: String(error?.message ?? error).slice(-job.value_cap) });
   }
