@@ -23,7 +23,7 @@ from reasoner.serve.asgi import EventStream, ScrubbedJSON, Watched, error_respon
 from reasoner.serve.config import ServeConfig
 from reasoner.serve.errors import APIError, bad_request, from_backend
 from reasoner.serve.reasoning import Runner
-from reasoner.serve.routes import Route, resolve
+from reasoner.serve.routes import resolve
 from reasoner.serve.schemas import ChatRequest, CommonRequest, CompletionRequest, check_limits, parse
 from reasoner.serve.traces import TraceStore
 from reasoner.strategy import available
@@ -98,7 +98,7 @@ class Gateway:
             async def start_forwarded() -> AsyncIterator[bytes]:
                 stream = passthrough.ForwardedStream(backend, path, data)
                 await _upstream(stream.start)()
-                return stream.events()
+                return _upstream_stream(stream.events())
 
             return EventStream(start_forwarded)
         if not parsed.stream:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, backend_options: dict[str, Any], console: Cons
     if args.model_name:
         options["model_name"] = args.model_name
     console.print(f"reasoner serve: {url_of(sock)} in front of {secrets.scrub(config.model)}"
-                  f"{' (API key required)' if config.api_key else ''}", markup=False, highlight=False)  # fmt: skip
+                  f"{' (API key required)' if config.api_key else ''}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     try:
         run_loop(serve(config, backend_factory(config, options), sock, log_level=args.log_level))
     except BackendError as exc:

@@ -41,7 +41,10 @@ class Recording(Backend):
         return self.inner.supports_streaming
 
     def __getattr__(self, attr: str) -> Any:  # context_window, n_ctx, logprobs, model, ...
-        return getattr(self.__dict__["inner"], attr)
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(attr)
+        return getattr(inner, attr)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         try:
