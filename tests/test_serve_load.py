@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -90,3 +91,19 @@ def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
         assert upstream.peak_in_flight == 2 and upstream.completions_served == 5
         progress = [json.loads(line.split(" ", 2)[2]) for r in results for line in r.text.splitlines() if line.startswith(": reasoner.progress")]
         assert any(event["event"] == "queued" for event in progress)
+
+
+def test_a_streamed_strategy_sends_something_at_once_and_keeps_the_line_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reasoner.serve import reasoning
+
+    monkeypatch.setattr(reasoning, "HEARTBEAT_S", 0.1)
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=0.6) as upstream, gateway(upstream) as gw:
+        body = {"model": f"few-shot-cot/{MODEL}", "messages": QUESTION, "stream": True}
+        started = time.perf_counter()
+        with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, timeout=10) as response:
+            lines = response.iter_lines()
+            first = next(lines)
+            waited = time.perf_counter() - started
+            rest = list(lines)
+    assert waited < 0.5 and first.startswith("data:") and '"role":"assistant"' in first
+    assert any(line.startswith(": reasoner.progress") and '"heartbeat"' in line for line in rest)
