@@ -17,32 +17,7 @@ from reasoner.bench.report import read_run
 from reasoner.cli.main import main
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.simulated import QUESTION_ID, SimulatedModel
-
-SIM = SimulatedModel(seed=0)
-QUESTIONS = 200
-
-
-def respond(body: dict[str, Any], index: int) -> str:
-    """The simulated model over HTTP: sample number = the request's seed + the choice index."""
-    messages = body.get("messages")
-    text = "\n".join(str(m.get("content") or "") for m in messages) if messages else str(body["prompt"])
-    question = int(QUESTION_ID.findall(text)[-1])
-    return SIM.sample(question, (body.get("seed") or 0) + index).text
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sim") / "sim.jsonl"
-    rows = ({"id": f"q{q}", "question": SIM.question_text(q), "answer": str(SIM.gold(q))} for q in range(QUESTIONS))
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(scope="module")
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("fake-model", responder=respond) as srv:
-        yield srv
+from sim_support import QUESTIONS, data, server  # noqa: F401 - fixtures
 
 
 def bench(server: FakeOpenAIServer, data: Path, out: Path, strategies: dict[str, Strategy], **kw: Any) -> BenchResult:

@@ -159,6 +159,33 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_curves(args: argparse.Namespace) -> int:
+    from reasoner.bench.curves import write_curves
+
+    try:
+        curves = write_curves(Path(args.dir), resamples=args.resamples, seed=args.seed)
+    except RunDirError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 1
+    for label, points in curves.sc.items():
+        table = Table(title=f"self-consistency at k: {label}")
+        for column in ("k", "accuracy", "95% interval"):
+            table.add_column(column, justify="right")
+        for p in points:
+            table.add_row(str(p.k), f"{100 * p.accuracy:.1f}%", f"{100 * p.low:.1f}–{100 * p.high:.1f}%")
+        console.print(table)
+    table = Table(title="accuracy against tokens per question")
+    for column in ("strategy", "tokens", "accuracy", "frontier"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for p in curves.pareto:
+        table.add_row(escape(p.label), f"{p.tokens:,.0f}", f"{100 * p.accuracy:.1f}%", "yes" if p.frontier else "")
+    console.print(table)
+    for note in curves.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(f"[dim]{', '.join(str(f) for f in curves.files)}[/dim]", highlight=False, soft_wrap=True)
+    return 0
+
+
 def list_strategies(strategies: dict[str, type[Strategy]]) -> int:
     table = Table(title="strategies", show_lines=False)
     table.add_column("name", style="bold")
@@ -198,6 +225,8 @@ def run(parser: Parser, args: argparse.Namespace, argv: list[str] | None, strate
         return run_bench(args, strategies, sys.argv[1:] if argv is None else argv)
     if args.command == "report":
         return run_report(args)
+    if args.command == "curves":
+        return run_curves(args)
     if args.command == "serve":
         from reasoner.serve.command import run as serve
 

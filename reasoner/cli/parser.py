@@ -310,8 +310,12 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     report.add_argument("dir", help="the run folder (holding run.json and results.jsonl)")
     report.add_argument("--scoring", choices=list(RULES), help="rescore with this rule (default: the run's)")
     report.add_argument("--html", action="store_true", help="also write DIR/explorer.html, the results explorer (opens offline)")
+    curves = sub.add_parser("curves", help="self-consistency accuracy at k = 1..K and accuracy against tokens, from a run folder")
+    curves.add_argument("dir", help="the run folder; writes DIR/sc_curve.png, DIR/pareto.png and DIR/curves.json")
+    curves.add_argument("--resamples", type=_positive, default=200, metavar="N", help="k-subsets drawn per question and k (default 200)")
+    curves.add_argument("--seed", type=int, default=0, help="seed of the subset draws (default 0)")
     serve = sub.add_parser("serve", parents=[model], help=serve_command.HELP)
     serve_command.add_arguments(serve)
     parser.commands = {"solve": solve, "strategies": strategies_cmd, "chat": chat, "bench": bench, "report": report,
-                       "serve": serve}
+                       "serve": serve, "curves": curves}
     return parser

@@ -1,0 +1,233 @@
+"""Scaling curves of a run: self-consistency accuracy for k = 1..K, and accuracy against tokens.
+
+    reasoner curves runs/sc16            # writes runs/sc16/sc_curve.png, pareto.png, curves.json
+
+Self-consistency at k from one run of K samples per question: for each question, `resamples`
+random k-subsets of its K recorded sample answers are majority-voted (ties broken at random) and
+the share of right votes is that question's expected accuracy at k (as search-and-learn draws
+subsets of its N samples). Accuracy at k is the mean over questions; its 95% interval is a
+normal interval over questions (mean ± 1.96 · sd / √n, clipped to [0, 1]), which covers the
+question sampling, the larger part of the error on a few hundred questions. k = K is one vote of
+all samples, so it matches the run's own SC@K up to ties.
+
+A strategy counts as self-consistency here when its trace details hold the per-sample `answers`
+and it drew all K of them (no early stopping); a run with an adaptive rule draws fewer and is
+left out of the k-curve (it is a point on the Pareto plot).
+
+Pareto: every strategy and variant of the run as (tokens per question, accuracy); the frontier
+joins those that no other beats on both (fewer or equal tokens and higher or equal accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasoner.answers import is_correct
+from reasoner.bench.report import read_run, summarize
+from reasoner.bench.runfolder import RunDirError, iter_jsonl
+from reasoner.io import write_json_atomic
+from reasoner.numbers import Tolerance
+
+__all__ = ["CurvePoint", "Curves", "ParetoPoint", "pareto", "sample_answers", "sc_curve", "write_curves"]
+
+Z95 = 1.96
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    k: int
+    accuracy: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    label: str
+    tokens: float
+    accuracy: float
+    frontier: bool
+
+
+@dataclass
+class Curves:
+    sc: dict[str, list[CurvePoint]]  # label -> accuracy at k = 1..K
+    pareto: list[ParetoPoint]
+    files: list[Path]
+    notes: list[str]
+
+
+def sample_answers(run_dir: Path) -> dict[str, dict[str, list[str | None]]]:
+    """label -> question id -> the answer of each sample, for strategies that drew all of theirs."""
+    out: dict[str, dict[str, list[str | None]]] = {}
+    path = run_dir / "traces.jsonl"
+    if not path.exists():
+        return out
+    for _, _, row in iter_jsonl(path):
+        if row is None:
+            continue
+        details = row.get("details") or {}
+        answers = details.get("answers")
+        if not isinstance(answers, list) or not answers:
+            continue
+        drawn, cap = details.get("samples_drawn", len(answers)), details.get("samples_cap", len(answers))
+        if drawn != cap:
+            out.setdefault(row["strategy"], {})  # adaptive: marked, so it is left out as a whole
+            out[row["strategy"]]["\x00adaptive"] = []
+            continue
+        out.setdefault(row["strategy"], {})[row["id"]] = [None if a is None else str(a) for a in answers]
+    return {label: qs for label, qs in out.items() if "\x00adaptive" not in qs}
+
+
+def _vote(answers: list[str | None], rng: random.Random) -> str | None:
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return rng.choice(sorted(a for a, c in counts.items() if c == top))
+
+
+def sc_curve(
+    answers: dict[str, list[str | None]], golds: dict[str, str | None], *, resamples: int = 200, seed: int = 0,
+    tolerance: Tolerance | None = None,
+) -> list[CurvePoint]:
+    """Accuracy at k = 1..K (K: the fewest samples any question has) by resampling k-subsets."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    ids = [q for q in answers if q in golds]
+    if not ids:
+        return []
+    top = min(len(answers[q]) for q in ids)
+    rng = random.Random(seed)
+    # Each distinct answer judged once per question, not once per subset.
+    right = {q: {a: is_correct(a, golds[q], tolerance) for a in set(answers[q]) if a is not None} for q in ids}
+    points = []
+    for k in range(1, top + 1):
+        draws = 1 if k == top else resamples
+        per_question = []
+        for q in ids:
+            pool = answers[q][:top]
+            wins = 0
+            for _ in range(draws):
+                voted = _vote(pool if k == top else rng.sample(pool, k), rng)
+                wins += voted is not None and right[q][voted]
+            per_question.append(wins / draws)
+        n = len(per_question)
+        mean = sum(per_question) / n
+        sd = math.sqrt(sum((x - mean) ** 2 for x in per_question) / (n - 1)) if n > 1 else 0.0
+        half = Z95 * sd / math.sqrt(n)
+        points.append(CurvePoint(k, mean, max(0.0, mean - half), min(1.0, mean + half)))
+    return points
+
+
+def pareto(summary: dict[str, Any]) -> list[ParetoPoint]:
+    """Each strategy with results as (tokens per question, accuracy), frontier marked."""
+    raw = [
+        (label, f["prompt_tokens_per_question"] + f["completion_tokens_per_question"], f["accuracy"])
+        for label, f in summary["strategies"].items()
+        if f["n"]
+    ]
+    points = []
+    for label, tokens, acc in raw:
+        beaten = any(
+            (t <= tokens and a >= acc) and (t < tokens or a > acc) for other, t, a in raw if other != label
+        )
+        points.append(ParetoPoint(label, tokens, acc, not beaten))
+    return sorted(points, key=lambda p: p.tokens)
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sc(curves: dict[str, list[CurvePoint]], title: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, points in curves.items():
+        ks = [p.k for p in points]
+        ax.plot(ks, [100 * p.accuracy for p in points], marker="o", markersize=3, label=label)
+        ax.fill_between(ks, [100 * p.low for p in points], [100 * p.high for p in points], alpha=0.2)
+    ax.set_xlabel("samples voted (k)")
+    ax.set_ylabel("accuracy (%), 95% interval over questions")
+    ax.set_title(f"{title}: self-consistency at k samples")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_pareto(points: list[ParetoPoint], title: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    inner = [p for p in points if not p.frontier]
+    front = [p for p in points if p.frontier]
+    ax.scatter([p.tokens for p in inner], [100 * p.accuracy for p in inner], color="0.55", label="dominated")
+    ax.plot([p.tokens for p in front], [100 * p.accuracy for p in front], "o-", color="C3", label="Pareto frontier")
+    for p in points:
+        ax.annotate(p.label, (p.tokens, 100 * p.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens per question (prompt + completion, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{title}: accuracy against tokens")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_curves(run_dir: str | os.PathLike[str], *, resamples: int = 200, seed: int = 0) -> Curves:
+    """Compute both curves of a run folder; write curves.json and the PNGs (with matplotlib)."""
+    run_dir = Path(run_dir)
+    run, records, notes = read_run(run_dir)
+    if not records:
+        raise RunDirError(f"{run_dir} holds no results yet")
+    summary = summarize(run, records)
+    spec = run["settings"].get("tolerance")
+    tolerance = Tolerance.parse(spec) if spec else None
+    golds: dict[str, dict[str, str | None]] = {}
+    for r in records:
+        golds.setdefault(r.strategy, {})[r.id] = r.gold
+    sc = {
+        label: sc_curve(qs, golds.get(label, {}), resamples=resamples, seed=seed, tolerance=tolerance)
+        for label, qs in sample_answers(run_dir).items()
+    }
+    sc = {label: points for label, points in sc.items() if points}
+    front = pareto(summary)
+    if not sc:
+        notes.append("no self-consistency run with all its samples recorded: no k-curve")
+    write_json_atomic(
+        run_dir / "curves.json",
+        {
+            "resamples": resamples,
+            "seed": seed,
+            "self_consistency": {label: [p.__dict__ for p in points] for label, points in sc.items()},
+            "pareto": [p.__dict__ for p in front],
+        },
+    )
+    files = [run_dir / "curves.json"]
+    try:
+        _plt()
+    except ImportError:
+        notes.append("no pictures: matplotlib is not installed (`pip install matplotlib`)")
+        return Curves(sc, front, files, notes)
+    title = summary["benchmark"]
+    if sc:
+        plot_sc(sc, title, run_dir / "sc_curve.png")
+        files.append(run_dir / "sc_curve.png")
+    plot_pareto(front, title, run_dir / "pareto.png")
+    files.append(run_dir / "pareto.png")
+    return Curves(sc, front, files, notes)
+
