@@ -24,7 +24,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from reasoner.backends.http import _CONNECTIONS_PER_CLIENT, OpenAIBackend
+from reasoner.backends.http import OpenAIBackend
+from reasoner.backends.transports import CONNECTIONS_PER_CLIENT
 from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
 from reasoner.graph import Graph
@@ -58,7 +59,7 @@ async def bare_one_client(base_url: str, calls: int, concurrency: int) -> None:
 async def bare(base_url: str, calls: int, concurrency: int) -> None:
     # httpcore's pool does work quadratic in its connection count per request, so a fast client
     # spreads connections over several small pools; the OpenAIBackend does the same.
-    await bare_loop(base_url, calls, concurrency, per_client=_CONNECTIONS_PER_CLIENT)
+    await bare_loop(base_url, calls, concurrency, per_client=CONNECTIONS_PER_CLIENT)
 
 
 async def engine(base_url: str, calls: int, concurrency: int) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reasoner.backends.errors import MalformedResponseError, ServerError
+from reasoner.backends.errors import BackendConnectionError, MalformedResponseError, ServerError
 from reasoner.backends.openai_protocol import StreamReader
 from reasoner.testing.fake_completions import FakeToolCalls
 from reasoner.testing.mock_openai import MockOpenAI
@@ -85,3 +85,10 @@ def test_the_reader_refuses_garbage_and_an_empty_stream() -> None:
     assert reader.done
     with pytest.raises(MalformedResponseError, match="without any choice"):
         reader.completion(0.0)
+
+
+async def test_a_stream_cut_off_before_its_end_is_a_connection_error() -> None:
+    mock = MockOpenAI()
+    mock.fail(_sse({"choices": [{"index": 0, "delta": {"content": "half a"}}]}))
+    with pytest.raises(BackendConnectionError, match="cut off"):
+        await _chunks(mock, GenerationRequest(prompt="q"))

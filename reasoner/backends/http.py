@@ -20,11 +20,10 @@ from pydantic import SecretStr
 from reasoner import secrets
 from reasoner.backends import openai_protocol as protocol
 from reasoner.backends.base import Backend
-from reasoner.backends.errors import BackendError, BackendTimeoutError, BadRequestError, retry_after_seconds
+from reasoner.backends.errors import BackendConnectionError, BackendError, BackendTimeoutError, BadRequestError, retry_after_seconds
 from reasoner.backends.retry import Retrying
 from reasoner.backends.routing import Router
 from reasoner.backends.transports import (
-    CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_RESPONSE_BYTES,
     Call,
     HTTPPool,
@@ -37,8 +36,6 @@ __all__ = ["OpenAIBackend", "from_openai_env", "retry_after_seconds", "DEFAULT_B
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# The name the benchmark imports; kept beside the backend it describes.
-_CONNECTIONS_PER_CLIENT = CONNECTIONS_PER_CLIENT
 
 
 class OpenAIBackend(Backend):
@@ -288,6 +285,8 @@ class OpenAIBackend(Backend):
                     yield chunk
         finally:
             await reply.aclose()
+        if not reader.finished:
+            raise BackendConnectionError(f"POST {path} stream was cut off before its end")
         yield StreamChunk(completion=reader.completion(time.perf_counter() - started))
 
 

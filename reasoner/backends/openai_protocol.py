@@ -186,6 +186,11 @@ class StreamReader:
         partial.pieces += 1
         return StreamChunk(index=index, text=text or "", token_logprobs=logprobs)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the stream said it ended (`[DONE]`, or every choice has its finish reason)."""
+        return self.done or bool(self._choices) and all(p.finish_reason for p in self._choices.values())
+
     def completion(self, latency_s: float) -> Completion:
         if not self._choices:
             raise MalformedResponseError("the stream ended without any choice")
