@@ -242,7 +242,11 @@ def test_fails_closed_without_deno(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("REASONER_DENO", str(tmp_path / "no-such-deno"))
     result = run_python(f"open('{ESCAPE_FILE}', 'w').write('ran')")
     assert not result.ok and "sandbox is unavailable, so the code was not run" in (result.error or ""), result.output
+    assert "pip install" in result.output  # says how to get it
     assert not ESCAPE_FILE.exists()
+    start = time.perf_counter()
+    again = run_python("1")  # the failure is remembered: no second install attempt per program
+    assert not again.ok and time.perf_counter() - start < 1
 
 
 def test_pyodide_version_is_pinned_once() -> None:

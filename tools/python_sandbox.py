@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reasoner.tools.base import ToolResult, tool
-from reasoner.tools.sandbox_runtime import SandboxUnavailable, pool
+from reasoner.tools.sandbox_runtime import HOW_TO_INSTALL, SandboxUnavailable, pool
 
 MEMORY_BYTES = 512 * 2**20
 OUTPUT_BYTES = 2**20  # each of stdout and stderr
@@ -114,7 +114,7 @@ def run_python(code: str, timeout_s: float = 5.0) -> ToolResult:
     try:
         runner = pool.take(MEMORY_BYTES)
     except (SandboxUnavailable, OSError) as exc:
-        return _failure(f"the Python sandbox is unavailable, so the code was not run: {exc}")
+        return _failure(f"the Python sandbox is unavailable, so the code was not run: {exc} (to install: {HOW_TO_INSTALL})")
     job = {"code": code, "timeout_ms": int(timeout_s * 1000) + 1000, "value_cap": SHOWN_BYTES,
            "memory_bytes": MEMORY_BYTES, "max_output_bytes": OUTPUT_BYTES, "shown_bytes": SHOWN_BYTES,
            "file_bytes": FILE_BYTES, "max_files": MAX_WRITTEN_FILES}

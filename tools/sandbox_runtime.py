@@ -44,8 +44,9 @@ SNAPSHOT_MODULES = ("math, statistics, fractions, datetime, decimal, itertools, 
 CODE_DIR = Path(__file__).resolve().parent / "sandbox"
 DATA_OVERHEAD_BYTES = 1800 * 2**20  # Deno and V8 (1.3 GB reserved at start, mostly untouched), JS heaps, files
 READY_TIMEOUT_S = 60.0
-SETUP_TIMEOUT_S = 600.0
+SETUP_TIMEOUT_S = 300.0
 STDERR_KEPT = 4000
+HOW_TO_INSTALL = "pip install 'reasoner[sandbox]', then python -m reasoner.tools.sandbox_setup"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -70,6 +71,8 @@ def home() -> Path:
 
 def deno_binary() -> str:
     if configured := os.environ.get("REASONER_DENO"):
+        if not os.access(configured, os.X_OK):
+            raise SandboxUnavailable(f"REASONER_DENO is {configured!r}, which is not an executable file")
         return configured
     try:
         from deno import find_deno_bin  # the PyPI redistribution of Deno
@@ -78,7 +81,7 @@ def deno_binary() -> str:
         pass
     if found := shutil.which("deno"):
         return found
-    raise SandboxUnavailable("Deno is not installed: `pip install 'reasoner[sandbox]'` (or `pip install deno`)")
+    raise SandboxUnavailable("Deno is not installed")
 
 
 def _deno_env(deno_dir: Path, *, network: bool) -> dict[str, str]:
@@ -164,15 +167,22 @@ def _block_stores(run_dir: Path) -> None:
         (run_dir / "npm").symlink_to(Path("..") / "deno" / "npm")
 
 
-_installed: Installation | None = None
+_installed: Installation | SandboxUnavailable | None = None
 _install_lock = threading.Lock()
 
 
 def installation() -> Installation:
+    """The installation, installed on first use. A failure is remembered for the life of the
+    process, so a benchmark without the sandbox fails each program at once, not after a fetch."""
     global _installed
     with _install_lock:
         if _installed is None:
-            _installed = install()
+            try:
+                _installed = install()
+            except SandboxUnavailable as exc:
+                _installed = exc
+        if isinstance(_installed, SandboxUnavailable):
+            raise SandboxUnavailable(str(_installed))
         return _installed
 
 
