@@ -152,10 +152,17 @@ def run_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     try:
         report = write_report(out, scoring=args.scoring)
+        page = None
+        if args.html:
+            from reasoner.bench.explorer import write_explorer
+
+            page = write_explorer(out)
     except RunDirError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     print_report(report.summary, report.notes, out)
+    if page is not None:
+        console.print(f"results explorer: {page}", highlight=False, soft_wrap=True, markup=False)
     return 0
 
 
