@@ -94,7 +94,7 @@ class SelfConsistency(Strategy):
     )
     window: int = Field(4, ge=1, description="samples in the first round when stopping early (one request with n=window)")
     step: int | None = Field(None, ge=1, description="samples in each later round (default: window)")
-    threshold: float = Field(0.95, gt=0.5, le=1.0, description="confidence at which the beta rule stops")
+    threshold: float = Field(0.95, gt=0.5, le=1.0, description="confidence at which the beta and dirichlet rules stop")
     weighted: bool = Field(False, description="weight each vote by its sample's mean token probability")
 
     def sampler(self, drawn: int) -> Strategy:

@@ -120,3 +120,13 @@ async def test_stream_gives_the_batched_samples_and_leaving_cancels(local_backen
     # The worker is free again at once: the next request does not wait for 2,000 tokens.
     assert texts(await local_backend.generate(request)) == texts(final)
     assert time.perf_counter() - start < 60
+
+
+@pytest.mark.slow
+async def test_a_single_sample_gets_log_probabilities_without_logits_all(local_backend) -> None:
+    # The main context keeps only the last logits (logprobs=False); the batched decoder computes
+    # each token's log-probability itself, so a request that asks for them gets them.
+    assert not local_backend.logprobs
+    request = GenerationRequest(prompt=PROMPT, temperature=0.0, max_tokens=8, logprobs=True)
+    choice = (await local_backend.generate(request)).choices[0]
+    assert choice.token_logprobs and len(choice.token_logprobs) == choice.completion_tokens

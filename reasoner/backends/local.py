@@ -299,7 +299,8 @@ class LlamaCppBackend(Backend):
         choices: list[Choice] = []
         prompt_tokens = 0
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True) or [llm.token_bos()]
-        if grammar is None and (emit is not None or (self.batched and request.n > 1)):
+        # The batched decoder also serves log-probabilities the main context (no logits_all) cannot.
+        if grammar is None and (emit is not None or (self.batched and (request.n > 1 or request.logprobs > self.logprobs))):
             return self._complete_batched(tokens, request, base_seed, cancel, emit, start)
         for i in range(request.n):
             llm.n_tokens = min(llm.n_tokens, _reusable(llm, tokens))
