@@ -1,7 +1,9 @@
 """A real OpenAI-compatible HTTP server, for tests and benchmarks, that can be told to misbehave.
 
-It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) over asyncio streams, so it
-needs nothing beyond the standard library and clients exercise their real network stack.
+It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies; `stream: true` answers as
+server-sent events on a closing connection) over asyncio streams, so it needs nothing beyond the
+standard library and clients exercise their real network stack. It can also behave like servers
+that lack features (`honour_n=False`, `json_schema=False`) and commit the faults in fake_wire.py.
 
     with FakeOpenAIServer(latency_s=0.05) as server:
         server.add_faults(Fault.status(429, headers={"Retry-After": "1"}), Fault.drop())
