@@ -41,6 +41,7 @@ def parent_stays_healthy():  # type: ignore[no-untyped-def]
 
 def _children() -> set[int]:
     """Our child processes, less the pool's runners started ahead (waiting for a job, not leaked)."""
+    sandbox_runtime.pool.settle()
     found: set[int] = set()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         with contextlib.suppress(OSError):

@@ -260,6 +260,7 @@ def _tree(root: Path) -> list[tuple[str, int]]:
 def test_no_program_process_is_left(world: World) -> None:
     assert world.results  # every program has finished: its runner must be gone
     children: set[int] = set()
+    sandbox_runtime.pool.settle()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         with contextlib.suppress(OSError):
             children.update(int(pid) for pid in (task / "children").read_text().split())

@@ -279,11 +279,18 @@ class Pool:
         self._starting = 0
         self._pids: set[int] = set()
         self._owner = os.getpid()
+        self._last: tuple[Installation, int] | None = None  # what the last runner was started with
 
     def pids(self) -> set[int]:
         """Processes the pool holds, started or starting: not a leak."""
         with self._lock:
             return set(self._pids)
+
+    def settle(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until no runner is being started (so `pids()` names every runner we hold)."""
+        deadline = time.monotonic() + timeout_s
+        while self._starting and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def take(self, memory_bytes: int) -> Runner:
         found = installation()
@@ -296,10 +303,17 @@ class Pool:
                 runner = candidate if candidate.alive() else None
         if runner is None:
             runner = self._start(found, memory_bytes)
-        self._refill(found, memory_bytes)
+        self._last = (found, memory_bytes)
         return runner
 
     def release(self, runner: Runner) -> None:
+        """The run is over: forget its runner and start its replacement (only now, so that
+        starting one does not compete with the run for the CPU)."""
+        self._forget(runner)
+        if self._last is not None:
+            self._refill(*self._last)
+
+    def _forget(self, runner: Runner) -> None:
         with self._lock:
             self._pids.discard(runner.proc.pid)
 
@@ -310,7 +324,7 @@ class Pool:
         try:
             runner.wait_ready()
         except BaseException:
-            self.release(runner)
+            self._forget(runner)  # not release: a failed start must not start another
             raise
         return runner
 
@@ -336,7 +350,7 @@ class Pool:
             idle, self._idle = self._idle, []
         for runner in idle:
             runner.kill()
-            self.release(runner)
+            self._forget(runner)
 
 
 pool = Pool(int(os.environ.get("REASONER_SANDBOX_WARM", "2")))
