@@ -6,7 +6,11 @@ in Python: the program has no system calls at all, and the JavaScript realm it c
 snapshot and `sandbox/` only: no writes, network, subprocesses, environment, system information
 or FFI. It holds the same whether the caller is root or not, and needs no kernel features, so it
 works in a plain container. The host adds what Deno cannot: a deadline (kill), a cap on the
-process's data memory (RLIMIT_DATA, set from outside), and caps on what we read back from it.
+process's data memory (RLIMIT_DATA, set from outside), caps on what we read back from it, and
+a DENO_DIR where the stores Deno writes unasked (the Cache API, module caches) cannot be made.
+
+Not promised: a bug in V8, Deno or Pyodide that escapes the WebAssembly VM or the permission
+checks runs with our rights (root in CI); nothing in the OS (uid, namespaces, seccomp) backs it.
 
 Install: `pip install deno` (the `sandbox` extra) gives the binary; Pyodide comes from the npm
 registry through Deno's own npm client, into `home()`, on first use or with
