@@ -41,7 +41,8 @@ HEAVY = {"memory-bomb", "js-memory-bomb", "disk-flood", "worker-bomb"}
 ANY = ""  # contained however it fails (or even "succeeds" inside the sandbox); the world check decides
 
 # name: (program, timeout_s, text its error must contain, or ANY). Templates get {canary} (a pid),
-# {caller} (this process's pid), {dir} and {file} (the canary folder and file), {port} (our listener).
+# {caller} (this process's pid), {dir} and {file} (the canary folder and file), {port} (our listener),
+# {pyodide} (the Pyodide files, which the sandbox may read).
 PROGRAMS: dict[str, tuple[str, float, str]] = {
     "kill-canary": ("import os, signal\nos.kill({canary}, signal.SIGKILL)", 5, "PermissionError"),
     "kill-caller": ("import os, signal\nos.kill({caller}, signal.SIGTERM)", 5, "PermissionError"),
@@ -98,6 +99,16 @@ PROGRAMS: dict[str, tuple[str, float, str]] = {
                   "'http://a/', new Response('x'.repeat(1e6))) }})()\")", 3, ANY),
     "data-url-imports": ("from pyodide.code import run_js\nrun_js(\"globalThis.postMessage = () => {{}}; (async () => {{ for "
                          "(let i = 0; ; i++) await import('data:text/javascript,export default ' + i) }})()\")", 3, ANY),
+    "node-fs": ("from pyodide.code import run_js\nrun_js(\"process.getBuiltinModule('fs').readFileSync('{file}', 'utf8')\")",
+                5, "NotCapable"),
+    "node-child-process": ("from pyodide.code import run_js\nrun_js(\"process.getBuiltinModule('child_process')"
+                           ".execSync('kill -9 {canary}')\")", 5, "NotCapable"),
+    "mount-host-folder": ("import os, pyodide_js\nos.makedirs('/mnt/host')\npyodide_js.mountNodeFS('/mnt/host', '{dir}')\n"
+                          "open('/mnt/host/canary.txt').read()", 5, "Error"),
+    # The one host folder the sandbox may read: mounted, it must still refuse writes.
+    "mount-pyodide-folder": ("import os, pyodide_js\nos.makedirs('/mnt/p')\npyodide_js.mountNodeFS('/mnt/p', '{pyodide}')\n"
+                             "open('/mnt/p/pyodide.asm.wasm', 'r+b').write(b'x')\nopen('/mnt/p/escape', 'w').write('x')",
+                             5, "Requires write access"),
     "gc-walk": ("import gc\nnames = {{'kill', 'system', 'fork', 'mknod', 'pidfd_send_signal', 'setpriority', 'clock_settime'}}\n"
                 "found = [o for o in gc.get_objects() if callable(o) and getattr(o, '__name__', '') in names]\n"
                 "for f in found:\n    for args in (({canary}, 9), ('kill -9 {canary}',), ()):\n        try:\n"
@@ -183,7 +194,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     previous = {s: signal.signal(s, lambda n, _f: received.append(n)) for s in (signal.SIGTERM, signal.SIGUSR1,
                                                                                 signal.SIGUSR2, signal.SIGHUP)}
     port = listener.getsockname()[1]
-    fields = {"canary": canary.pid, "caller": os.getpid(), "dir": str(folder), "file": str(file), "port": port}
+    fields = {"canary": canary.pid, "caller": os.getpid(), "dir": str(folder), "file": str(file), "port": port,
+              "pyodide": str(sandbox_runtime.installation().pyodide_dir)}
     before = _fingerprint(folder)
     snapshot = sandbox_runtime.installation().snapshot
     digest, clock_offset = hashlib.sha256(snapshot.read_bytes()).hexdigest(), time.time() - time.monotonic()
