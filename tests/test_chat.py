@@ -42,6 +42,7 @@ class Terminal:
         )
         os.close(slave)
         self.screen = ""
+        self.log = ""  # everything shown, as the terminal received it (escape sequences too)
 
     def read(self, timeout: float) -> None:
         end = time.monotonic() + timeout
@@ -54,7 +55,9 @@ class Terminal:
                     return
                 if not data:
                     return
-                self.screen += ANSI.sub("", data.decode("utf-8", "replace")).replace("\r", "")
+                text = data.decode("utf-8", "replace")
+                self.log += text
+                self.screen += ANSI.sub("", text).replace("\r", "")
             elif self.proc.poll() is not None:
                 return
 
@@ -204,3 +207,18 @@ def test_a_turn_on_the_embedded_model(tmp_path) -> None:  # type: ignore[no-unty
         assert t.proc.wait(10) == 0
     finally:
         t.close()
+
+
+def test_model_text_cannot_retitle_or_clear_the_terminal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hostile = " \x1b]0;pwned\x07\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\ 12 * 3 = 36.\nThe answer is 36."
+    with FakeOpenAIServer("tiny", responder=lambda body, i: hostile) as srv:
+        t = Terminal("--model", srv.base_url, "--strategy", "few-shot-cot", env={"XDG_CACHE_HOME": str(tmp_path)})
+        try:
+            t.expect("you> ")
+            t.type("What is 12 times 3?\n")
+            t.expect(r"1 call · ")
+        finally:
+            t.close()
+    # Rich's colours stay; no title change, hyperlink or bell from the model's text does.
+    shown = t.log
+    assert "link" in shown and "\x1b]" not in shown and "\x07" not in shown and "pwned" not in shown

@@ -18,7 +18,7 @@ from rich.text import Text
 from reasoner.backends.base import Backend, BackendError
 from reasoner.backends.spec import open_backend
 from reasoner.cli import context
-from reasoner.cli.console import SafeConsole
+from reasoner.cli.console import SafeConsole, clean
 from reasoner.cli.parser import UsageError, bad_options, given_options
 from reasoner.cli.solve import plural
 from reasoner.prompts import Templates
@@ -120,7 +120,7 @@ class Chat:
         style = STEP_STYLE.get(label, STEP_STYLE.get(kind, "white"))
         if event == "failed":
             if "upstream" not in attrs:  # one line for the cause, not one per dependant
-                self.console.print(Text(f"✗ {node}: {attrs.get('error', '')}", style="red"))
+                self.console.print(Text(clean(f"✗ {node}: {attrs.get('error', '')}"), style="red"))
             return
         output = attrs.get("output")
         if kind == "model" and isinstance(output, dict):
@@ -130,7 +130,9 @@ class Chat:
             body = f"{output.get('tool', '')}[{output.get('input') or ''}] → {output['output']}"
         else:
             return  # pure steps (parse, vote) add nothing a reader needs live
-        body = body.strip()
+        # Cleaned before it becomes a Text: rich drops BEL, which ends an OSC title or link, and
+        # the console could then no longer tell where the sequence stops.
+        body = clean(body).strip()
         if body:
             if len(body) > SHOWN_STEP_CHARS:
                 body = f"{body[:SHOWN_STEP_CHARS]} … ({len(body) - SHOWN_STEP_CHARS:,} more characters; /save keeps all)"

@@ -5,7 +5,8 @@ screen, plant hyperlinks, or move the cursor to overwrite what was printed. `Saf
 them, and every other control character but newline and tab, from whatever it renders, and masks
 known secrets (`reasoner.secrets.scrub`) on the way, so no print path has to remember to.
 Rich's own styling and cursor control are kept: they are not in the text, they come as styles
-and control segments.
+and control segments. Build a `Text` from untrusted text with `Text(clean(s))`: rich's Text drops
+BEL, which may be what ends an OSC sequence, and after that only its introducer can be removed.
 """
 
 from __future__ import annotations
