@@ -1,6 +1,7 @@
 """Scaling curves of a run: self-consistency accuracy for k = 1..K, and accuracy against tokens.
 
     reasoner curves runs/sc16            # writes runs/sc16/sc_curve.png, pareto.png, curves.json
+    reasoner curves sc.bank --data questions.jsonl --out curves/   # the k-curve from a bank alone
 
 Self-consistency at k from one run of K samples per question: for each question, `resamples`
 random k-subsets of its K recorded sample answers are majority-voted (ties broken at random) and
@@ -28,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasoner.answers import is_correct
+from reasoner.answers import extract_answer, is_correct
+from reasoner.bank import recorded
 from reasoner.bench.report import read_run, summarize
 from reasoner.bench.runfolder import RunDirError, iter_jsonl
+from reasoner.data import Problem
 from reasoner.io import write_json_atomic
 from reasoner.numbers import Tolerance
 
-__all__ = ["CurvePoint", "Curves", "ParetoPoint", "pareto", "sample_answers", "sc_curve", "write_curves"]
+__all__ = ["CurvePoint", "Curves", "ParetoPoint", "bank_answers", "pareto", "sample_answers", "sc_curve", "write_bank_curve", "write_curves"]
 
 Z95 = 1.96
 
@@ -83,6 +86,22 @@ def sample_answers(run_dir: Path) -> dict[str, dict[str, list[str | None]]]:
             continue
         out.setdefault(row["strategy"], {})[row["id"]] = [None if a is None else str(a) for a in answers]
     return {label: qs for label, qs in out.items() if "\x00adaptive" not in qs}
+
+
+def bank_answers(bank: Path, problems: list[Problem]) -> dict[str, list[str | None]]:
+    """Question id -> the answer of each recorded sample, from a bank file alone. A request belongs
+    to the question whose text it contains (the last one named, as few-shot exemplars come first);
+    where several requests hold one question (other strategies' prompts), the one with the most
+    samples counts, so a self-consistency bank gives its K samples."""
+    by_text = {p.question: p.id for p in problems}
+    out: dict[str, list[str | None]] = {}
+    for request, samples in recorded(bank):
+        text = request.get("prompt") or "\n".join(str(m.get("content", "")) for m in request.get("messages") or [])
+        found = [(text.rfind(q), qid) for q, qid in by_text.items() if q in text]
+        if not found or len(samples) <= len(out.get(max(found)[1], [])):
+            continue
+        out[max(found)[1]] = [extract_answer(str(c.get("text", ""))) for c in samples]
+    return out
 
 
 def _vote(answers: list[str | None], rng: random.Random) -> str | None:
@@ -151,6 +170,15 @@ def _plt() -> Any:
     return plt
 
 
+def _can_plot(notes: list[str]) -> bool:
+    try:
+        _plt()
+    except ImportError:
+        notes.append("no pictures: matplotlib is not installed (`pip install matplotlib`)")
+        return False
+    return True
+
+
 def plot_sc(curves: dict[str, list[CurvePoint]], title: str, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -188,6 +216,24 @@ def plot_pareto(points: list[ParetoPoint], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def write_bank_curve(bank: Path, problems: list[Problem], out: Path, *, resamples: int = 200, seed: int = 0) -> Curves:
+    """The k-curve of a bank file against the golds of `problems`; files written into `out`."""
+    answers = bank_answers(bank, problems)
+    notes = [] if answers else [f"{bank}: no recorded request holds any of the {len(problems)} questions"]
+    golds = {p.id: p.gold for p in problems}
+    sc = {bank.name: sc_curve(answers, golds, resamples=resamples, seed=seed)} if answers else {}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "curves.json", {"resamples": resamples, "seed": seed, "bank": str(bank),
+                                            "questions": len(answers), "self_consistency": {k: [p.__dict__ for p in v] for k, v in sc.items()}})
+    files = [out / "curves.json"]
+    if sc and not _can_plot(notes):
+        return Curves(sc, [], files, notes)
+    if sc:
+        plot_sc(sc, f"{bank.name}, {len(answers)} questions", out / "sc_curve.png")
+        files.append(out / "sc_curve.png")
+    return Curves(sc, [], files, notes)
+
+
 def write_curves(run_dir: str | os.PathLike[str], *, resamples: int = 200, seed: int = 0) -> Curves:
     """Compute both curves of a run folder; write curves.json and the PNGs (with matplotlib)."""
     run_dir = Path(run_dir)
@@ -218,10 +264,7 @@ def write_curves(run_dir: str | os.PathLike[str], *, resamples: int = 200, seed:
         },
     )
     files = [run_dir / "curves.json"]
-    try:
-        _plt()
-    except ImportError:
-        notes.append("no pictures: matplotlib is not installed (`pip install matplotlib`)")
+    if not _can_plot(notes):
         return Curves(sc, front, files, notes)
     title = summary["benchmark"]
     if sc:

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -41,7 +41,7 @@ from reasoner.backends.base import Backend
 from reasoner.backends.errors import BackendError
 from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
 
-__all__ = ["BANK_MODES", "BankError", "BankMiss", "BankMode", "BankUsage", "SampleBank", "request_key"]
+__all__ = ["BANK_MODES", "BankError", "BankMiss", "BankMode", "BankUsage", "SampleBank", "recorded", "request_key"]
 
 BankMode = Literal["record", "replay", "refresh"]
 BANK_MODES: tuple[str, ...] = get_args(BankMode)
@@ -170,6 +170,25 @@ class _Store:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def recorded(path: str | Path) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each request a bank file holds (model and parameters, without n and seed) with its samples
+    in index order, read without changing the file (for curves and inspection)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BankError(f"{path}: no such bank file")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            requests = db.execute("SELECT key, request FROM requests ORDER BY key").fetchall()
+            for key, blob in requests:
+                rows = db.execute("SELECT choice FROM samples WHERE key=? ORDER BY idx", (key,)).fetchall()
+                yield _unpack(blob), [_unpack(choice) for (choice,) in rows]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise BankError(f"{path}: not a sample bank ({exc})") from None
 
 
 class SampleBank(Backend):

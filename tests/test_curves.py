@@ -77,3 +77,28 @@ def test_curves_command_on_a_simulated_run(server: FakeOpenAIServer, data: Path,
 def test_curves_of_a_folder_that_is_no_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["curves", str(tmp_path)]) == 1
     assert "is not a benchmark run: it has no run.json" in capsys.readouterr().err
+
+
+def test_curves_from_a_bank_alone_match_the_run_that_recorded_it(server: FakeOpenAIServer, data: Path, tmp_path: Path) -> None:  # noqa: F811
+    out, bank = tmp_path / "run", tmp_path / "sc.bank"
+    assert main([
+        "bench", "gsm8k", "--model", server.base_url, "--data", str(data), "--limit", "30", "--out", str(out),
+        "-s", "self-consistency:samples=6", "--seed", "0", "--bank", str(bank),
+    ]) == 0
+    assert main(["curves", str(out), "--resamples", "400"]) == 0
+    assert main(["curves", str(bank), "--data", str(data), "--resamples", "400", "--out", str(tmp_path / "bank-curves")]) == 0
+    from_run = json.loads((out / "curves.json").read_text())["self_consistency"]["self-consistency:samples=6"]
+    from_bank = json.loads((tmp_path / "bank-curves" / "curves.json").read_text())
+    assert from_bank["questions"] == 30
+    points = from_bank["self_consistency"]["sc.bank"]
+    assert [p["k"] for p in points] == list(range(1, 7))
+    for a, b in zip(points, from_run):  # the same samples: equal up to the resampling's noise
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.04)
+    assert (tmp_path / "bank-curves" / "sc_curve.png").exists()
+
+
+def test_curves_of_a_bank_need_questions_it_holds(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    junk = tmp_path / "junk.bank"
+    junk.write_bytes(b"no database here" * 64)
+    assert main(["curves", str(junk), "--data", str(data)]) == 1
+    assert "junk.bank: not a sample bank" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from reasoner.cli.parser import (  # noqa: F401 - build_parser: the parser, for 
     Parser, UsageError, backend_options, bad_options, build_parser, chosen_options, options_by_strategy,
 )
 from reasoner.cli.solve import print_json, print_solution, run_solve
-from reasoner.data import DataError
+from reasoner.data import DataError, load_gsm8k, load_jsonl
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.variants import VariantError, parse_variant
 
@@ -167,11 +167,21 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_curves(args: argparse.Namespace) -> int:
-    from reasoner.bench.curves import write_curves
+    from reasoner.bench.curves import write_bank_curve, write_curves
 
+    source = Path(args.dir)
     try:
-        curves = write_curves(Path(args.dir), resamples=args.resamples, seed=args.seed)
-    except RunDirError as exc:
+        if source.is_file():  # a bank: the golds come from the data
+            data = Path(args.data) if args.data else None
+            if data is not None and data.is_file():
+                problems = load_jsonl(data, question_field=args.question_field, answer_field=args.answer_field)
+            else:
+                problems = load_gsm8k("test", data)
+            out = Path(args.out) if args.out else source.with_name(source.name + ".curves")
+            curves = write_bank_curve(source, problems, out, resamples=args.resamples, seed=args.seed)
+        else:
+            curves = write_curves(source, resamples=args.resamples, seed=args.seed)
+    except (RunDirError, BankError, DataError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     for label, points in curves.sc.items():
@@ -181,12 +191,13 @@ def run_curves(args: argparse.Namespace) -> int:
         for p in points:
             table.add_row(str(p.k), f"{100 * p.accuracy:.1f}%", f"{100 * p.low:.1f}–{100 * p.high:.1f}%")
         console.print(table)
-    table = Table(title="accuracy against tokens per question")
-    for column in ("strategy", "tokens", "accuracy", "frontier"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for p in curves.pareto:
-        table.add_row(escape(p.label), f"{p.tokens:,.0f}", f"{100 * p.accuracy:.1f}%", "yes" if p.frontier else "")
-    console.print(table)
+    if curves.pareto:
+        table = Table(title="accuracy against tokens per question")
+        for column in ("strategy", "tokens", "accuracy", "frontier"):
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for p in curves.pareto:
+            table.add_row(escape(p.label), f"{p.tokens:,.0f}", f"{100 * p.accuracy:.1f}%", "yes" if p.frontier else "")
+        console.print(table)
     for note in curves.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"[dim]{', '.join(str(f) for f in curves.files)}[/dim]", highlight=False, soft_wrap=True)
