@@ -1,7 +1,7 @@
 """How often ReAct's steps name a valid action on a model: the share of Thought → Action steps
 whose action parses (a known tool with its input, or finish[answer]), over GSM8K test questions.
 
-    python -m reasoner.bench.react_parse_rate [--limit 20] [--model local] [--mode auto] [--max-steps 8]
+    python -m reasoner.bench.react_parse_rate [--limit 20] [--model local] [--mode auto] [--max-steps 8] [--max-tokens 256]
 
 Prints the parse rate, how each question's loop ended, and the accuracy (a tiny model gets most
 questions wrong; the parse rate says whether it can use the tools at all).
@@ -80,14 +80,15 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="local", help="model spec (default: the embedded SmolLM2)")
     parser.add_argument("--mode", default="auto", help="ReAct's mode (auto, text, native, json)")
     parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=256, help="tokens per step")
     parser.add_argument("--data", default=None, help="folder holding GSM8K's test.jsonl")
     args = parser.parse_args(argv)
     backend = await open_backend(args.model)
     try:
-        result = await measure(backend, ReAct(mode=args.mode, max_steps=args.max_steps), args.limit, args.data)
+        result = await measure(backend, ReAct(mode=args.mode, max_steps=args.max_steps, max_tokens=args.max_tokens), args.limit, args.data)
     finally:
         await backend.aclose()
-    show(result, f"{args.model}, mode={args.mode}", Console())
+    show(result, f"{args.model}, mode={args.mode}, max_steps={args.max_steps}, max_tokens={args.max_tokens}", Console(width=160))
 
 
 if __name__ == "__main__":
