@@ -207,12 +207,14 @@ async def test_leaving_a_stream_closes_it_so_the_server_stops() -> None:
     with FakeOpenAIServer(responder=lambda body, i: words, stream_delay_s=0.01) as server:
         async with OpenAIBackend(server.base_url, "fake-model") as backend:
             got = []
-            async for chunk in backend.stream(_ask(max_tokens=500)):
+            stream = backend.stream(_ask(max_tokens=500))
+            async for chunk in stream:
                 got.append(chunk.text)
                 if len(got) == 3:
                     break
-            await asyncio.sleep(0.3)
-            assert backend.router.replicas[0].in_flight == 0  # the slot is free again
+            await stream.aclose()  # type: ignore[attr-defined]
+            assert backend.router.replicas[0].in_flight == 0  # the request's slot is free at once
+            await asyncio.sleep(0.3)  # the server notices between two events
             # The connection is reusable for the next request.
             assert (await backend.generate(_ask())).text
 

@@ -77,8 +77,14 @@ class Backend(abc.ABC):
         whole `Completion`. Leaving the loop early cancels the request. Backends that can stream
         override `_stream`; the rest yield their finished completion in one piece."""
         async with self.slots:
-            async for chunk in self._stream(request):
-                yield chunk
+            chunks = self._stream(request)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                # At once, not whenever the loop's finalizer gets to the abandoned generator: its
+                # `finally` is what closes the connection and frees the request's slot.
+                await chunks.aclose()  # type: ignore[attr-defined]
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         completion = await self._generate(request)
