@@ -43,3 +43,26 @@ def test_ctrl_c_during_start_up_prints_one_line(arrange: str) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 130, (result.returncode, result.stderr)
     assert result.stderr.strip().splitlines() in (["reasoner: interrupted"], ["interrupted"])
+
+
+IGNORED = """
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job starts
+import reasoner.cli.main as m
+
+scan = m.available
+
+def interrupted_scan():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+    return scan()
+
+m.available = interrupted_scan
+sys.exit(m.main(sys.argv[1:]))
+"""
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it() -> None:
+    result = subprocess.run([sys.executable, "-c", DRIVER.format(arrange=textwrap.dedent(IGNORED))],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "few-shot-cot" in result.stdout

@@ -15,5 +15,6 @@ def _interrupted_while_starting(signum: int, frame: object) -> NoReturn:
 
 # Only when this process is the command (the console script, or `python -m reasoner.cli.main`,
 # whose argv[0] is "-m" while the package loads), never for a program that imports the package.
-if Path(sys.argv[0]).name == "reasoner" or sys.argv[0] == "-m":
+# A process started with SIGINT ignored (a background job of a script) keeps ignoring it.
+if (Path(sys.argv[0]).name == "reasoner" or sys.argv[0] == "-m") and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
     signal.signal(signal.SIGINT, _interrupted_while_starting)

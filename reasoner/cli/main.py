@@ -254,7 +254,10 @@ def run(parser: Parser, args: argparse.Namespace, argv: list[str] | None, strate
 
 def main(argv: list[str] | None = None) -> int:
     # From here on an interrupt is caught below (start-up used a handler that exits at once).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from reasoner.cli import _interrupted_while_starting
+
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         strategies = available()
         parser = build_parser(strategies)
