@@ -12,15 +12,8 @@ import httpx
 import pytest
 
 from reasoner import secrets
-from reasoner.backends.errors import (
-    BackendConnectionError,
-    BackendError,
-    BackendTimeoutError,
-    BadRequestError,
-    MalformedResponseError,
-    RateLimitedError,
-    ServerError,
-)
+from reasoner.backends.errors import BackendConnectionError, BackendError, BackendTimeoutError, BadRequestError
+from reasoner.backends.errors import MalformedResponseError, RateLimitedError, ServerError
 from reasoner.backends.http import OpenAIBackend, from_openai_env, retry_after_seconds
 from reasoner.testing.fake_completions import FakeToolCalls
 from reasoner.testing.mock_openai import BASE_URL, MockOpenAI
