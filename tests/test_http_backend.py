@@ -320,3 +320,21 @@ async def test_native_tool_calls_and_structured_output_round_trip() -> None:
     assert second["messages"][2] == {"role": "tool", "content": "5", "tool_call_id": "call_0_0"}
     assert second["response_format"]["json_schema"]["schema"] == schema
     assert structured.text == '{"x": 5}'
+
+
+async def test_a_given_transport_carries_every_request(mock: MockOpenAI) -> None:
+    from reasoner.backends.transports import Call, Reply, Transport
+
+    class Counting(Transport):
+        def __init__(self, inner: Transport) -> None:
+            self.inner, self.calls = inner, []  # type: ignore[var-annotated]
+
+        async def send(self, call: Call) -> Reply:
+            self.calls.append(call.where)
+            return await self.inner.send(call)
+
+    stock = mock.backend()
+    counting = Counting(stock.transport)
+    backend = OpenAIBackend(BASE_URL, "fake-model", transport=counting)
+    assert (await backend.generate(_ask())).text == "answer 0 is 42"
+    assert counting.calls == ["POST /chat/completions"]

@@ -52,7 +52,8 @@ class OpenAIBackend(Backend):
     and in completion mode (`chat=False`) the turns are joined into one text prompt.
 
     Several base URLs (a list, or one comma-separated string) are replicas of one model, routed
-    least-loaded with failover (routing.Router).
+    least-loaded with failover (routing.Router). `http_transport` replaces the network under the
+    connection pools (an `httpx.MockTransport` in tests); `transport` the whole stack.
 
     What the server can do is learned, once: `connect()` asks /models for the model name when none
     is given (and, for vLLM, whether it takes native tool calls); a server that returns fewer
@@ -80,6 +81,7 @@ class OpenAIBackend(Backend):
         extra_body: dict[str, Any] | None = None,
         continue_final: bool | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         super().__init__(max_in_flight)
         urls = base_url.split(",") if isinstance(base_url, str) else list(base_url)
@@ -125,8 +127,9 @@ class OpenAIBackend(Backend):
         self.retrying = Retrying(
             self.router, max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max, deadline_s=deadline_s
         )
-        #: The outermost layer: every request goes through it.
-        self.transport: Transport = self.retrying
+        #: The outermost layer: every request goes through it. One given replaces the stack built
+        #: from the settings above (`Retrying(Router([HTTPPool(url), ...]))`), e.g. to add a layer.
+        self.transport: Transport = transport or self.retrying
 
     def __repr__(self) -> str:
         return secrets.scrub(f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, chat={self.chat})")
