@@ -7,17 +7,46 @@ Strategies from the literature run as graphs of model calls on any backend:
     print(solution.answer, solution.usage)
 """
 
-from reasoner.api import SolveError, asolve, solve
-from reasoner.backends import Backend, BackendError, open_backend
-from reasoner.engine import Engine
-from reasoner.graph import Ctx, Forward, Graph
-from reasoner.strategy import Strategy, available, get_strategy
-from reasoner.types import Answer, Choice, Completion, GenerationRequest, Message, Solution, Usage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Answer", "Backend", "BackendError", "Choice", "Completion", "Ctx", "Engine", "Forward",
-    "GenerationRequest", "Graph", "Message", "Solution", "SolveError", "Strategy", "Usage",
-    "asolve", "available", "get_strategy", "open_backend", "solve",
-]
+# The public names, loaded on first use (PEP 562): `import reasoner.cli` must not pay for pydantic,
+# httpx and networkx before the command can install its Ctrl-C handler.
+_EXPORTS = {
+    "SolveError": "reasoner.api", "asolve": "reasoner.api", "solve": "reasoner.api",
+    "Backend": "reasoner.backends", "BackendError": "reasoner.backends", "open_backend": "reasoner.backends",
+    "Engine": "reasoner.engine",
+    "Ctx": "reasoner.graph", "Forward": "reasoner.graph", "Graph": "reasoner.graph",
+    "Strategy": "reasoner.strategy", "available": "reasoner.strategy", "get_strategy": "reasoner.strategy",
+    "Answer": "reasoner.types", "Choice": "reasoner.types", "Completion": "reasoner.types",
+    "GenerationRequest": "reasoner.types", "Message": "reasoner.types", "Solution": "reasoner.types",
+    "Usage": "reasoner.types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reasoner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from reasoner.api import SolveError, asolve, solve
+    from reasoner.backends import Backend, BackendError, open_backend
+    from reasoner.engine import Engine
+    from reasoner.graph import Ctx, Forward, Graph
+    from reasoner.strategy import Strategy, available, get_strategy
+    from reasoner.types import Answer, Choice, Completion, GenerationRequest, Message, Solution, Usage

@@ -66,3 +66,15 @@ def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it() -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "few-shot-cot" in result.stdout
+
+
+def test_the_command_installs_its_handler_before_the_heavy_imports() -> None:
+    # The window in which Ctrl-C gave a traceback was `import reasoner` loading pydantic, httpx and
+    # networkx before `reasoner.cli` could install its handler; the package now loads them lazily.
+    code = (
+        "import sys; sys.argv = ['reasoner']; import reasoner.cli, signal; "
+        "heavy = sorted(m for m in ('pydantic', 'httpx', 'networkx', 'jinja2') if m in sys.modules); "
+        "print(heavy, signal.getsignal(signal.SIGINT).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["[]", "_interrupted_while_starting"], result.stdout + result.stderr
