@@ -30,13 +30,13 @@ QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 SMALL: dict[str, dict[str, Any]] = {
     "self-consistency": {"samples": 3},
     "best-of-n": {"samples": 2},
-    "diverse": {"samples": 2},
+    "diverse": {"prompts": 2, "samples": 2, "pool": "shipped"},
     "tree-of-thought": {"breadth": 2, "depth": 1, "candidates": 2, "n_evaluate": 1, "eval_max_tokens": 8},
     "beam-search": {"width": 2, "expansions": 2, "depth": 1},
     "react": {"max_steps": 2, "answer_max_tokens": 16},
     "least-to-most": {"max_subquestions": 2, "decompose_max_tokens": 48},
     "plan-dag": {"max_subquestions": 2, "plan_max_tokens": 64},
-    "backtrack": {"max_backtracks": 1},
+    "backtrack": {"retries": 2, "max_backtracks": 1},
 }
 
 
