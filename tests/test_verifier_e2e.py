@@ -16,11 +16,12 @@ from reasoner.strategy import get_strategy
 pytestmark = pytest.mark.slow
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+# Small enough for two cores: short prompts (k exemplars), few samples, short steps.
 SMALL = {
-    "best-of-n": {"samples": 2, "max_tokens": 64},
-    "diverse": {"prompts": 2, "samples": 2, "k": 2, "pool": "shipped", "max_tokens": 64},
-    "beam-search": {"width": 2, "expansions": 2, "depth": 3, "max_tokens": 32},
-    "backtrack": {"retries": 2, "max_backtracks": 1, "max_tokens": 64},
+    "best-of-n": {"samples": 2, "max_tokens": 48},
+    "diverse": {"prompts": 2, "samples": 2, "k": 1, "pool": "shipped", "max_tokens": 48},
+    "beam-search": {"width": 2, "expansions": 2, "depth": 2, "k": 1, "max_tokens": 24},
+    "backtrack": {"retries": 2, "max_backtracks": 1, "k": 1, "max_tokens": 48},
 }
 
 
@@ -36,7 +37,7 @@ async def test_each_verifier_strategy_runs_on_the_embedded_model(local_backend, 
 
 
 async def test_the_judge_on_the_embedded_model_scores_every_step(local_backend) -> None:
-    strategy = get_strategy("best-of-n", samples=2, max_tokens=48, verifier="judge", seed=2)
+    strategy = get_strategy("best-of-n", samples=2, max_tokens=32, verifier="judge", seed=2)
     solution = await strategy.solve(QUESTION, local_backend)
     assert solution.error is None, solution.error
     judged = [n for n in solution.trace["nodes"] if n["kind"] == "model" and ".judge" in n["label"]]

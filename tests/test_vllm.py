@@ -250,6 +250,10 @@ SMALL: dict[str, dict[str, Any]] = {
     "pal": {"max_tokens": 96},
     "plan-dag": {"max_subquestions": 2, "plan_max_tokens": 128, "max_tokens": 48},
     "react": {"max_steps": 2, "max_tokens": 48},
+    "best-of-n": {"samples": 2, "max_tokens": 64},
+    "diverse": {"prompts": 2, "samples": 2, "k": 2, "pool": "shipped", "max_tokens": 64},
+    "beam-search": {"width": 2, "expansions": 2, "depth": 3, "max_tokens": 32},
+    "backtrack": {"retries": 2, "max_backtracks": 1, "max_tokens": 64},
 }
 
 
