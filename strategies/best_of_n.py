@@ -10,6 +10,7 @@ to the first drawn.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
@@ -17,7 +18,8 @@ from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.verifiers import Aggregation, Verdict, split_steps
-from reasoner.strategies.stepwise import aggregate_field, checked_inner, checked_verifier, inner_sampler, verifier_field, verifier_of
+from reasoner.strategies.common import inner_strategy, strategy_name
+from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verifier_field, verifier_of
 
 
 class BestOfN(Strategy):
@@ -26,16 +28,17 @@ class BestOfN(Strategy):
 
     samples: int = Field(8, ge=1, le=128, description="number of sampled solutions N")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    inner: str = Field("few-shot-cot", description="the strategy sampled N times (any whose result is an answer)")
+    inner: Annotated[str, strategy_name(excluding="best-of-n", what="inner strategy")] = Field(
+        "few-shot-cot", description="the strategy sampled N times (any whose result is an answer)"
+    )
     verifier: str = verifier_field()
     aggregate: Aggregation = aggregate_field()
 
     _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
-    _inner_name = field_validator("inner")(classmethod(lambda cls, v: checked_inner(v, "best-of-n")))
 
     def build(self, graph: Graph, question: str) -> NodeId:
         verifier = verifier_of(self.verifier)
-        inner = inner_sampler(self, self.inner)
+        inner = inner_strategy(self, self.inner)
         samples, verdicts = [], []
         for i in range(self.samples):
             scope = graph.scope(f"sample{i}")

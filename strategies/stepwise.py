@@ -1,4 +1,4 @@
-"""What the verifier-guided strategies share: step prompts, the verifier option, inner strategies.
+"""What the verifier-guided strategies share: step prompts and the verifier option.
 
 A partial solution is a tuple of steps (lines). The model is shown worked exemplars and the
 question, and its reply is begun with the steps so far, so it writes the next step (`stop` at the
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
 
 from pydantic import Field
 
-from reasoner.strategy import Strategy, available
+from reasoner.strategy import Strategy
 from reasoner.types import GenerationRequest
 from reasoner.verifiers import Verifier, open_verifier
 from reasoner.strategies.common import gsm8k_exemplars, templates
@@ -39,29 +38,6 @@ def checked_verifier(spec: str) -> str:
 
 def verifier_of(spec: str) -> Verifier:
     return open_verifier(spec)
-
-
-@cache
-def _strategies() -> dict[str, type[Strategy]]:
-    return available()
-
-
-def checked_inner(name: str, owner: str) -> str:
-    known = _strategies()
-    if name not in known:
-        raise ValueError(f"unknown inner strategy {name!r} for {owner}; known: {', '.join(sorted(known))}")
-    return name
-
-
-def inner_sampler(options: Strategy, name: str, seed_offset: int = 0) -> Strategy:
-    """The inner strategy with the outer one's sampling settings (its other options default)."""
-    return _strategies()[name](
-        temperature=options.temperature,
-        top_p=options.top_p,
-        max_tokens=options.max_tokens,
-        seed=None if options.seed is None else options.seed + seed_offset,
-        logprobs=options.logprobs,
-    )
 
 
 def step_request(
