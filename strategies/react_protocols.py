@@ -97,14 +97,19 @@ def parse_native(choice: Choice, tools: list[str]) -> Step:
     return step
 
 
-def step_schema(tools: list[str]) -> dict[str, Any]:
-    """The JSON schema of one step: a thought, then an action that must be a tool or finish."""
+def step_schema(tools: list[str], max_tokens: int) -> dict[str, Any]:
+    """The JSON schema of one step: a thought, then an action that must be a tool or finish.
+
+    The strings are capped so the whole object fits in `max_tokens` (at 2 characters a token,
+    a safe side for digits, which tokenizers split one a token): a step cut off is no step.
+    """
+    chars = max(40, 2 * max_tokens - 40)  # what the keys and quotes leave
     return {
         "type": "object",
         "properties": {
-            "thought": {"type": "string"},
+            "thought": {"type": "string", "maxLength": chars * 2 // 5},
             "action": {"type": "string", "enum": [*tools, FINISH]},
-            "input": {"type": "string"},
+            "input": {"type": "string", "maxLength": chars * 3 // 5},
         },
         "required": ["thought", "action", "input"],
         "additionalProperties": False,
@@ -167,7 +172,7 @@ class Json(Text):
         self.prompt = templates.render("react/json_prompt.j2", tools=descriptions, names=tools, question=question)
 
     def step(self, steps: list[Step]) -> GenerationRequest:
-        return self.o.turn(self.prompt, json_transcript(steps) + "Step: ", json_schema=step_schema(self.names))
+        return self.o.turn(self.prompt, json_transcript(steps) + "Step: ", json_schema=step_schema(self.names, self.o.max_tokens))
 
     def parse(self, choice: Choice) -> Step:
         return parse_json(choice.text, self.names)

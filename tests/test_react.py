@@ -389,3 +389,13 @@ def test_parse_json_reads_a_step_and_rejects_unknown_actions() -> None:
     step = parse_json('{"thought": "t", "action": "Calculator", "input": "1 +\n1"}', ["calculator"])
     assert (step.tool, step.input, step.action) == ("calculator", "1 +\n1", "calculator[1 +\n1]")
     assert parse_json('{"thought": "t", "action": "abacus", "input": "1"}', ["calculator"]).tool is None
+
+
+def test_a_json_step_is_capped_to_fit_its_token_budget() -> None:
+    # Uncapped, the embedded model's thoughts ran past max_tokens and the step did not parse.
+    from reasoner.strategies.react_protocols import step_schema
+
+    for budget in (96, 256):
+        props = step_schema(["calculator"], budget)["properties"]
+        assert props["thought"]["maxLength"] + props["input"]["maxLength"] <= 2 * budget - 40
+        assert props["input"]["maxLength"] > props["thought"]["maxLength"]  # room for a program
