@@ -292,8 +292,9 @@ class SampleBank(Backend):
         return out, completion
 
     def _miss_message(self, request: GenerationRequest, key: str, missing: list[int]) -> str:
-        text = secrets.scrub(request.as_text())
-        shown = text[:80] + ("…" if len(text) > 80 else "")
+        # The prompt's end: where a few-shot prompt names the question.
+        text = secrets.scrub(request.as_text()).strip()
+        shown = ("…" if len(text) > 80 else "") + text[-80:]
         which = f"{missing[0]}" if len(missing) == 1 else f"{missing[0]}..{missing[-1]} ({len(missing)} samples)"
         return f"bank {self.path} (replay only) has no sample {which} of request {key[:12]} (prompt {shown!r})"
 

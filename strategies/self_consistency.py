@@ -121,7 +121,8 @@ class SelfConsistency(Strategy):
             # A failed sample (a timeout, a server error) costs one vote, not the whole question.
             failed = [node for node in sampled if not ctx.ok(node)]
             if len(failed) == len(sampled):
-                raise RuntimeError(f"all {len(sampled)} samples failed; first: {ctx.error(failed[0])}")
+                # The root cause (a bank miss, a timeout), not "depends on failed node".
+                raise RuntimeError(f"all {len(sampled)} samples failed; first: {ctx.graph.root_cause(failed[0]) or ctx.error(failed[0])}")
             results = [ctx[node] for node in sampled if ctx.ok(node)]
             for node, result in zip(sampled, results):
                 if not isinstance(result, Answer):

@@ -94,3 +94,19 @@ def test_a_bad_variant_is_a_usage_error_naming_it(spec: str, message: str, capsy
     assert code == 2
     assert message in capsys.readouterr().err.replace("\n", " ")
     assert not (tmp_path / "never").exists()
+
+
+def test_replay_only_with_a_missing_sample_fails_that_question_naming_it(server: FakeOpenAIServer, data: Path, tmp_path: Path) -> None:  # noqa: F811
+    bank, out = tmp_path / "sc.bank", tmp_path / "run"
+    common = ["bench", "gsm8k", "--model", server.base_url, "--data", str(data), "--seed", "0", "--bank", str(bank)]
+    assert main([*common, "--limit", "2", "--out", str(tmp_path / "rec"), "-s", "self-consistency:samples=4"]) == 0
+    server.requests.clear()
+    # Six samples asked of a bank holding four, on the questions recorded, and two questions never seen.
+    code = main([*common, "--bank-mode", "replay", "--limit", "3", "--out", str(out), "-s", "self-consistency:samples=6"])
+    assert code == 1
+    assert server.completion_requests() == []
+    errors = {json.loads(line)["id"]: json.loads(line)["error"] for line in (out / "results.jsonl").read_text().splitlines()}
+    assert set(errors) == {"q0", "q1", "q2"}
+    assert all(e and "(replay only) has no sample" in e for e in errors.values())
+    assert "no sample 4..5 (2 samples)" in errors["q0"] and "no sample 0..5 (6 samples)" in errors["q2"]
+    assert "Question #2: what number is the simulated model asked for?" in errors["q2"]  # the prompt's end names it
