@@ -30,8 +30,9 @@ from reasoner.bench.record import Record
 from reasoner.bench.report import read_run, summarize
 from reasoner.bench.runfolder import iter_jsonl
 from reasoner.io import write_atomic
+from reasoner.types import Solution
 
-__all__ = ["TEXT_LIMIT", "explorer_data", "verdict", "write_explorer"]
+__all__ = ["TEXT_LIMIT", "explorer_data", "solution_data", "verdict", "write_explorer", "write_solution_page"]
 
 TEXT_LIMIT = 20_000
 
@@ -171,6 +172,33 @@ def render(data: dict[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     page = env.from_string(template.read_text(encoding="utf-8"))
     return page.render(title=data["title"], data_json=Markup(_inline_json(data)))
+
+
+def solution_data(solution: Solution, model: str | None = None) -> dict[str, Any]:
+    """The page of one solved question (`reasoner solve --trace-html`): its trace, no grid figures."""
+    strings = _Strings()
+    u = solution.usage
+    verdict_ = "error" if solution.error else "none" if solution.answer is None else "answer"
+    cell = {"v": verdict_, "prediction": solution.answer, "error": solution.error, "tokens": u.total_tokens, "trace": 0}
+    data = {
+        "title": "reasoner solve",
+        "model": model,
+        "scoring": "none",
+        "strategies": [solution.strategy],
+        "summary": [],
+        "paired": [],
+        "questions": [{"id": "question", "question": solution.question, "gold": None, "cells": {solution.strategy: cell}}],
+        "traces": [_trace(solution.trace, strings)],
+        "strings": strings.items,
+    }
+    return secrets.scrub_obj(data)  # type: ignore[no-any-return]
+
+
+def write_solution_page(solution: Solution, path: str | os.PathLike[str], model: str | None = None) -> Path:
+    """One question's trace as the explorer draws it, in one offline HTML file at `path`."""
+    target = Path(path)
+    write_atomic(target, render(solution_data(solution, model)))
+    return target
 
 
 def write_explorer(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -166,4 +167,20 @@ def test_a_search_tree_is_laid_out_as_a_tree(tmp_path: Path, browser: Any) -> No
     assert page.text_content("#node-error") == "ValueError: no score"
     graph.locator('.node[data-node-id="a"]').click()
     assert page.text_content("#node-prompt") == "expand a"
+    assert errors == []
+
+
+@needs_browser
+def test_solve_writes_one_questions_trace_page(server: FakeOpenAIServer, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    path = tmp_path / "trace.html"
+    argv = ["solve", "Question #5: what number is the simulated model asked for?", "--model", server.base_url,
+            "-s", "self-consistency", "--samples", "3", "--seed", "0", "--trace-html", str(path)]
+    # On a thread of its own: Playwright's sync API holds this thread's event loop.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(main, argv).result() == 0
+    page, errors = open_page(browser, path)
+    graph = page.locator(".trace svg")  # the page opens on its one question
+    assert graph.locator(".node").count() == 7
+    graph.locator('.node[data-node-id="sample2/reason"]').click()
+    assert "Question #5: what number is the simulated model asked for?" in (page.text_content("#node-prompt") or "")
     assert errors == []

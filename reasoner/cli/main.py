@@ -229,6 +229,11 @@ def solve(args: argparse.Namespace, strategies: dict[str, type[Strategy]]) -> in
         print_json(solution)
     else:
         print_solution(solution, args.trace)
+    if args.trace_html:
+        from reasoner.bench.explorer import write_solution_page
+
+        page = write_solution_page(solution, args.trace_html, model=args.model or "local")
+        err_console.print(f"trace page: {page}", highlight=False, soft_wrap=True, markup=False)
     return 1 if solution.error else 0
 
 

@@ -244,6 +244,7 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
                        "`reasoner strategies` says what each does)")
     solve.add_argument("--json", action="store_true", help="print one JSON object instead of the panel")
     solve.add_argument("--trace", action="store_true", help="show the graph of calls that ran")
+    solve.add_argument("--trace-html", metavar="PATH", help="also write the graph of calls as an offline HTML page (click a node for its prompt)")
     add_strategy_options(solve, strategies)
 
     strategies_cmd = sub.add_parser("strategies", help="list the strategies")
