@@ -217,3 +217,16 @@ def test_a_kill_while_recording_leaves_a_bank_that_replays_what_was_recorded(tmp
     # Every sample whose call returned before the kill is there (and perhaps one more in flight).
     assert texts(run(bank.generate(ask("kill me", n=done + 1, seed=0)))) == [f"kill me#{i}" for i in range(done + 1)]
     assert inner.requests == []
+
+
+def test_solve_with_a_bank_replays_the_second_time(tmp_path: Path) -> None:
+    import reasoner
+
+    inner = SeedEcho()
+    first = reasoner.solve("q", "self-consistency", model=inner, bank=tmp_path / "b.bank", samples=3, seed=0, raise_on_error=False)
+    asked = len(inner.requests)
+    assert asked >= 1
+    again = reasoner.solve("q", "self-consistency", model=inner, bank=tmp_path / "b.bank", bank_mode="replay", samples=3, seed=0,
+                           raise_on_error=False)
+    assert len(inner.requests) == asked  # nothing new asked of the model
+    assert again.details["answers"] == first.details["answers"] and again.text == first.text
