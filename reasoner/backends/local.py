@@ -63,10 +63,21 @@ EMBEDDED = {"smollm2": default_gguf, "gemma": gemma_gguf}
 
 
 def _default_threads() -> int:
+    """Half the CPUs this process may use (at most 8), unless REASONER_THREADS says otherwise.
+
+    llama.cpp's threads meet at a barrier after every layer, so one thread whose core another
+    process takes holds up all of them: on 2 cores with other work running, 2 threads generated
+    0.5-1.5 tok/s where 1 thread kept 13-30 (`python -m reasoner.bench.threads_under_load`).
+    Leaving cores free costs about a third of the speed on an idle machine and prevents that stall.
+    """
     env = os.environ.get("REASONER_THREADS")
     if env:
-        return max(1, int(env))
-    return max(1, min(8, os.cpu_count() or 1))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"REASONER_THREADS must be a whole number of threads, got {env!r}") from None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, usable // 2))
 
 
 _MODELS: dict[tuple[str, int, int, bool], Any] = {}
