@@ -100,16 +100,17 @@ def parse_native(choice: Choice, tools: list[str]) -> Step:
 def step_schema(tools: list[str], max_tokens: int) -> dict[str, Any]:
     """The JSON schema of one step: a thought, then an action that must be a tool or finish.
 
-    The strings are capped so the whole object fits in `max_tokens` (at 2 characters a token,
-    a safe side for digits, which tokenizers split one a token): a step cut off is no step.
+    The strings are capped so the whole object fits in `max_tokens`, a step cut off being no step:
+    about 20 tokens of keys and quotes; a thought in words, 3 characters a token; an input at 1
+    a token, as numbers are (tokenizers split digits one a token).
     """
-    chars = max(40, 2 * max_tokens - 40)  # what the keys and quotes leave
+    room = max(20, max_tokens - 20)
     return {
         "type": "object",
         "properties": {
-            "thought": {"type": "string", "maxLength": chars * 2 // 5},
+            "thought": {"type": "string", "maxLength": room * 2 // 5 * 3},
             "action": {"type": "string", "enum": [*tools, FINISH]},
-            "input": {"type": "string", "maxLength": chars * 3 // 5},
+            "input": {"type": "string", "maxLength": room * 3 // 5},
         },
         "required": ["thought", "action", "input"],
         "additionalProperties": False,
