@@ -100,13 +100,15 @@ class ReAct(Strategy):
         return kind(self, question, registry.names(), registry.describe().splitlines())
 
     async def loop(self, graph: Graph, ctx: Ctx, talk: Talk, registry: ToolRegistry) -> Answer:
+        """Thought → Action → Observation until finish, each step two nodes the loop waits for."""
         steps: list[Step] = []
         after: list[NodeId] = []
         reason = "max_steps"
         while len(steps) < self.max_steps:
             thought = graph.generate(talk.step(steps), after=after, label="thought")
             step = talk.parse((await ctx.wait(thought)).choices[0])
-            action = graph.tool(lambda _ctx, s=step, before=steps[:]: self.act(s, before, registry, talk.mode), after=[thought], label="action")
+            run = lambda _ctx, s=step, before=steps[:]: self.act(s, before, registry, talk.mode)  # noqa: E731
+            action = graph.tool(run, after=[thought], label="action")
             observation: ToolResult = await ctx.wait(action)
             steps.append(step.model_copy(update={"observation": "" if step.tool == FINISH else observation.output}))
             after = [action]  # what comes next follows this action
