@@ -138,10 +138,10 @@ async def test_gemma_is_a_base_model_completed_as_text(gemma_backend) -> None:
 
 # The share of ReAct steps whose action parses on the embedded model, at 96 tokens a step
 # (benchmarks/react_parse_rate.py --max-steps 1 --max-tokens 96, first steps of 20 GSM8K test
-# questions): the text protocol 2 of 20, a step held to the JSON schema 16 of 20 (the rest ran out
-# of tokens). This test's 4 questions x 2 steps measured 6 of 8; the floor leaves room for another
-# CPU's arithmetic.
-REACT_PARSE_FLOOR = 0.6
+# questions): the text protocol 2 of 20; a step held to the JSON schema 20 of 20 (16 of 20 before
+# its strings were capped to fit the token budget). This test's 4 questions x 2 steps measured 8 of
+# 8; the floor leaves room for another CPU's arithmetic.
+REACT_PARSE_FLOOR = 0.75
 
 
 async def test_react_steps_parse_on_the_embedded_model(local_backend, gsm8k_dir) -> None:  # type: ignore[no-untyped-def]
