@@ -4,12 +4,14 @@
     reasoner curves sc.bank --data questions.jsonl --out curves/   # the k-curve from a bank alone
 
 Self-consistency at k from one run of K samples per question: for each question, `resamples`
-random k-subsets of its K recorded sample answers are majority-voted (ties broken at random) and
+random k-subsets of its K recorded sample answers are majority-voted and
 the share of right votes is that question's expected accuracy at k (as search-and-learn draws
 subsets of its N samples). Accuracy at k is the mean over questions; its 95% interval is a
 normal interval over questions (mean ± 1.96 · sd / √n, clipped to [0, 1]), which covers the
-question sampling, the larger part of the error on a few hundred questions. k = K is one vote of
-all samples, so it matches the run's own SC@K up to ties.
+question sampling, the larger part of the error on a few hundred questions. A tie goes to the
+answer seen first in the subset, whose order is random, so ties are broken fairly; k = K is one
+vote of all samples in their own order, the strategy's rule, so it is the run's SC@K (except where
+the strategy broke a tie by log-probabilities, which the recorded answers do not carry).
 
 A strategy counts as self-consistency here when its trace details hold the per-sample `answers`
 and it drew all K of them (no early stopping); a run with an adaptive rule draws fewer and is
@@ -104,12 +106,13 @@ def bank_answers(bank: Path, problems: list[Problem]) -> dict[str, list[str | No
     return out
 
 
-def _vote(answers: list[str | None], rng: random.Random) -> str | None:
-    counts = Counter(a for a in answers if a is not None)
+def _vote(answers: list[str | None]) -> str | None:
+    """The majority; a tie goes to the answer seen first (in a random subset's order: a fair draw)."""
+    counts = Counter(a for a in answers if a is not None)  # a Counter keeps first-seen order
     if not counts:
         return None
     top = max(counts.values())
-    return rng.choice(sorted(a for a, c in counts.items() if c == top))
+    return next(a for a, c in counts.items() if c == top)
 
 
 def sc_curve(
@@ -134,7 +137,7 @@ def sc_curve(
             pool = answers[q][:top]
             wins = 0
             for _ in range(draws):
-                voted = _vote(pool if k == top else rng.sample(pool, k), rng)
+                voted = _vote(pool if k == top else rng.sample(pool, k))
                 wins += voted is not None and right[q][voted]
             per_question.append(wins / draws)
         n = len(per_question)

@@ -29,6 +29,12 @@ def test_sc_curve_votes_resampled_subsets() -> None:
     assert points[1].accuracy == pytest.approx((1 + 2 / 3) / 3, abs=0.02)
 
 
+def test_at_k_equal_to_all_samples_a_tie_goes_to_the_first_seen_as_in_the_strategy() -> None:
+    points = sc_curve({"tie": ["9", "5", "5", "9"], "other": ["5", "9", "9", "5"]}, {"tie": "9", "other": "9"}, resamples=2000)
+    assert points[-1].accuracy == 0.5  # "tie" right (9 first), "other" wrong (5 first)
+    assert points[0].accuracy == pytest.approx(0.5, abs=0.03)
+
+
 def test_sc_curve_stops_at_the_fewest_samples_and_refuses_no_resamples() -> None:
     points = sc_curve({"a": ["1", "1", "1", "1"], "b": ["2", "2"]}, {"a": "1", "b": "2"})
     assert [p.k for p in points] == [1, 2]
