@@ -91,7 +91,8 @@ class Trace:
     answer: str | None
     confidence: float
     tokens: int
-    cut: bool = False  # stopped while generated: no vote
+    cut: bool = False  # stopped while generated: no vote (`tokens` is then the cut point)
+    text: str = ""
 
 
 def weighted_vote(traces: Sequence[Trace]) -> tuple[str | None, dict[str, float]]:
@@ -155,7 +156,7 @@ async def deepconf(backend: Backend, request: GenerationRequest, settings: DeepC
         if choice.token_logprobs is None:
             raise ValueError(f"DeepConf needs token log-probabilities; backend {backend.name!r} returned none")
         confidence = trace_confidence(choice.token_logprobs, settings.window)
-        result.traces.append(Trace(extract_answer(choice.text), confidence, len(choice.token_logprobs)))
+        result.traces.append(Trace(extract_answer(choice.text), confidence, len(choice.token_logprobs), text=choice.text))
     result.threshold = percentile([t.confidence for t in result.traces], 100 - settings.keep)
     for t in result.traces:
         t.cut = t.confidence < result.threshold  # the least confident warm-up traces do not vote either
@@ -175,11 +176,12 @@ async def deepconf(backend: Backend, request: GenerationRequest, settings: DeepC
                 for lp in chunk.token_logprobs or ():
                     group = monitor.add(lp)
                     if group is not None and group < result.threshold:
-                        return Trace(None, group, monitor.tokens, cut=True)
+                        return Trace(None, group, monitor.tokens, cut=True, text="".join(text))
         finally:
             await stream.aclose()  # cancels the request when the trace was cut
             del live[index]
-        return Trace(extract_answer("".join(text)), monitor.confidence, monitor.tokens)
+        said = "".join(text)
+        return Trace(extract_answer(said), monitor.confidence, monitor.tokens, text=said)
 
     next_index = len(result.traces)
     running: set[asyncio.Task[Trace]] = set()

@@ -1,0 +1,61 @@
+"""DeepConf as a strategy: reachable by name, its one streaming node records every trace, its
+tokens reach the solution's usage; on the simulated backend and the real embedded model."""
+
+from __future__ import annotations
+
+import pytest
+
+from reasoner.strategies.deepconf import DeepConf
+from reasoner.strategy import available, get_strategy
+from reasoner.testing.simulated import SimulatedBackend, SimulatedModel
+
+
+def test_registered_under_its_name() -> None:
+    assert available()["deepconf"] is DeepConf
+    strategy = get_strategy("deepconf", samples=8, warmup=3)
+    assert isinstance(strategy, DeepConf) and strategy.settings_for_run().warmup == 3
+
+
+async def test_on_the_simulated_model_the_node_records_each_trace() -> None:
+    model = SimulatedModel(0)
+    backend = SimulatedBackend(model)
+    strategy = get_strategy("deepconf", samples=12, warmup=4, seed=0)
+    # Question 5's traces include confident and unconfident ones (seen in its first 12 samples).
+    cut_somewhere = False
+    for q in range(5):
+        solution = await strategy.solve(model.question_text(q), backend)
+        assert solution.error is None
+        details = solution.details
+        traces = details["traces"]
+        assert 4 <= details["samples_drawn"] == len(traces) <= 12
+        # The first four are the warm-up, drawn whole: their token counts are the samples' lengths.
+        assert [t["tokens"] for t in traces[:4]] == [len(model.sample(q, i).token_logprobs) for i in range(4)]
+        for t in traces:
+            if t["cut"] and t["tokens"] < 100:
+                cut_somewhere = True
+                assert t["confidence"] < details["threshold"] and t["answer"] is None
+        assert solution.usage.completion_tokens == details["generated_tokens"] == sum(t["tokens"] for t in traces)
+        assert solution.usage.calls == 1 + len(traces) - 4 and solution.usage.prompt_tokens > 0
+        (node,) = [n for n in solution.trace["nodes"] if n["label"] == "deepconf"]
+        assert node["output"]["details"]["traces"] == traces  # the trace is the graph's
+        if solution.answer is not None:
+            assert any(t["answer"] == solution.answer and not t["cut"] for t in traces)
+    assert cut_somewhere
+
+
+async def test_inside_another_strategy_is_a_clear_error() -> None:
+    backend = SimulatedBackend(SimulatedModel(0))
+    sc = get_strategy("self-consistency", inner="deepconf", samples=2)
+    solution = await sc.solve(SimulatedModel.question_text(0), backend)
+    assert solution.error and "DeepConf.solve" in solution.error
+
+
+async def test_on_the_embedded_model(local_backend) -> None:  # type: ignore[no-untyped-def]
+    strategy = get_strategy("deepconf", samples=3, warmup=2, max_tokens=24, k=1, window=8, seed=1)
+    solution = await strategy.solve("What is 12 + 30?", local_backend)
+    assert solution.error is None
+    traces = solution.details["traces"]
+    assert 2 <= len(traces) <= 3
+    assert all(0 < t["tokens"] <= 24 and t["confidence"] < 0 for t in traces)
+    assert all(t["text"] for t in traces[:2])
+    assert solution.usage.completion_tokens == sum(t["tokens"] for t in traces)
