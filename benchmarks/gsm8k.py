@@ -36,8 +36,9 @@ run.json
     strategy.settings(), every option); templates (a hash of every prompt file in
     strategies/prompts); data (path, sha256, split (null for a file of one's own), question and
     answer fields, limit, sample, seed, number of questions, ids_sha256 of the chosen ids in
-    order); scoring. sessions: one entry per start or resume (time, concurrency, records
-    already done, errored records set aside to run again).
+    order); scoring; tolerance (--tolerance, null for the default rule). sessions: one entry per
+    start or resume (time, concurrency, records already done, errored records set aside to run
+    again; with --bank, the bank's path, mode and usage: recorded against new calls and tokens).
     `--resume` refuses to go on when the settings differ and names the keys that do (backend
     knobs that cannot change an answer, such as timeouts and max_in_flight, are not compared).
 results.jsonl
