@@ -30,9 +30,12 @@ def test_sc_curve_votes_resampled_subsets() -> None:
 
 
 def test_at_k_equal_to_all_samples_a_tie_goes_to_the_first_seen_as_in_the_strategy() -> None:
-    points = sc_curve({"tie": ["9", "5", "5", "9"], "other": ["5", "9", "9", "5"]}, {"tie": "9", "other": "9"}, resamples=2000)
-    assert points[-1].accuracy == 0.5  # "tie" right (9 first), "other" wrong (5 first)
-    assert points[0].accuracy == pytest.approx(0.5, abs=0.03)
+    answers = {f"first-right{i}": ["9", "5", "5", "9"] for i in range(20)} | {f"first-wrong{i}": ["5", "9"] for i in range(20)}
+    points = sc_curve(answers, {q: "9" for q in answers}, resamples=2000)
+    assert points[-1].k == 2 and points[-1].accuracy == 0.5  # each tie to its first sample: 20 right, 20 wrong
+    answers = {f"q{i}": ["9", "5"] for i in range(40)}
+    assert sc_curve(answers, {q: "9" for q in answers})[-1].accuracy == 1.0
+    assert sc_curve(answers, {q: "9" for q in answers})[0].accuracy == pytest.approx(0.5, abs=0.03)
 
 
 def test_sc_curve_stops_at_the_fewest_samples_and_refuses_no_resamples() -> None:
