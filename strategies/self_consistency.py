@@ -23,7 +23,7 @@ from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import inner_strategy, strategy_name
-from reasoner.strategies.stopping import StoppingRule, beta_confidence, round_size, should_stop
+from reasoner.strategies.stopping import DEFAULTS, RuleDefaults, StoppingRule, beta_confidence, round_size, should_stop
 
 __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
 
@@ -92,10 +92,20 @@ class SelfConsistency(Strategy):
         description="none: draw all k; beta: Adaptive-Consistency; esc: early-stopping self-consistency; "
         "dirichlet: stop once more samples up to k would likely not change the vote",
     )
-    window: int = Field(4, ge=1, description="samples in the first round when stopping early (one request with n=window)")
-    step: int | None = Field(None, ge=1, description="samples in each later round (default: window)")
-    threshold: float = Field(0.95, gt=0.5, le=1.0, description="confidence at which the beta and dirichlet rules stop")
+    window: int | None = Field(None, ge=1, description="samples in the first round when stopping early (one request with n=window; default: the rule's)")
+    step: int | None = Field(None, ge=1, description="samples in each later round (default: the rule's, else window)")
+    threshold: float | None = Field(None, gt=0.5, le=1.0, description="confidence at which the beta and dirichlet rules stop (default: the rule's)")
     weighted: bool = Field(False, description="weight each vote by its sample's mean token probability")
+
+    def rounds(self) -> RuleDefaults:
+        """The stopping settings in force: the options set, the rule's defaults for the rest. A
+        window set without a step keeps rounds of the window (as before the rules had defaults)."""
+        rule = DEFAULTS[self.stopping]
+        if self.window is not None:
+            rule = rule._replace(window=self.window, step=self.step)
+        elif self.step is not None:
+            rule = rule._replace(step=self.step)
+        return rule if self.threshold is None else rule._replace(threshold=self.threshold)
 
     def sampler(self, drawn: int) -> Strategy:
         """The inner strategy for one round. All copies in a round share one seed, so their calls
@@ -104,10 +114,12 @@ class SelfConsistency(Strategy):
         return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.weighted)
 
     def build(self, graph: Graph, question: str) -> NodeId:
+        window, step, threshold = self.rounds()
+
         def next_round(earlier: list[NodeId], rounds_before: int = 0) -> NodeId:
             drawn = len(earlier)
             inner = self.sampler(drawn)
-            size = round_size(self.stopping, drawn, self.samples, self.window, self.step)
+            size = round_size(self.stopping, drawn, self.samples, window, step)
             # The running graph is the root; `graph` keeps this strategy's scope for later rounds.
             fresh = [inner.build(graph.scope(f"sample{i}"), question) for i in range(drawn, drawn + size)]
             sampled = earlier + fresh
@@ -129,12 +141,12 @@ class SelfConsistency(Strategy):
                     raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
             answers = [r.answer for r in results]
             if len(sampled) < self.samples and not should_stop(
-                self.stopping, answers, self.window, self.threshold, self.samples
+                self.stopping, answers, window, threshold, self.samples
             ):
                 return Forward(next_round(sampled, rounds))
             winner, details = majority_vote(results, self.weighted)
             details.update(
-                samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds,
+                samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
                 failed_samples=len(failed),
             )
             return Answer(answer=winner, text=results[details["sample"]].text, score=details["agreement"], details=details)

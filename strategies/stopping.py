@@ -20,10 +20,27 @@ from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 StoppingRule = Literal["none", "beta", "esc", "dirichlet"]
 PRIOR = 1.0  # Dirichlet pseudo-count of every answer seen, and of the one not seen yet
+
+
+class RuleDefaults(NamedTuple):
+    window: int  # samples in the first round
+    step: int | None  # samples in each later round (None: window)
+    threshold: float
+
+
+#: What each rule uses where self-consistency's options leave them unset. dirichlet's are one
+#: setting for every cap: on the simulated benchmark (1,319 questions, seeds 0-2) it saves 56-58%
+#: of SC@16's samples and 74-75% of SC@40's at -0.53..+0.15 points (README).
+DEFAULTS: dict[StoppingRule, RuleDefaults] = {
+    "none": RuleDefaults(4, None, 0.95),
+    "beta": RuleDefaults(4, None, 0.95),
+    "esc": RuleDefaults(4, None, 0.95),
+    "dirichlet": RuleDefaults(3, 1, 0.85),
+}
 
 
 def beta_confidence(v1: int, v2: int) -> float:

@@ -105,3 +105,22 @@ async def test_dirichlet_draws_one_at_a_time_until_the_vote_is_settled() -> None
     assert [(r.n, r.seed) for r in backend.requests] == [(3, 10), (1, 13), (1, 14)]
     d = solution.details
     assert d["samples_drawn"] == 5 and d["rounds"] == 3 and d["votes"] == {"3": 4, "5": 1}
+
+
+def test_each_rule_has_its_own_defaults_and_set_options_win() -> None:
+    assert sc(stopping="dirichlet").rounds() == (3, 1, 0.85)
+    assert sc(stopping="beta").rounds() == (4, None, 0.95)
+    assert sc(stopping="esc").rounds() == (4, None, 0.95)
+    assert sc(stopping="dirichlet", threshold=0.9).rounds() == (3, 1, 0.9)
+    assert sc(stopping="dirichlet", window=5).rounds() == (5, None, 0.85)  # rounds of the window set
+    assert sc(stopping="dirichlet", step=2).rounds() == (3, 2, 0.85)
+
+
+async def test_dirichlet_by_name_alone_draws_three_then_one_at_a_time() -> None:
+    # The defaults (3 then 1 at 0.85) with no other option: 6, 8, 6 | 6 | 6 — after 4 votes
+    # (3 to 1, 12 left) 0.817 < 0.85 goes on, after 5 (4 to 1, 11 left) 0.916 stops.
+    backend = ScriptedBackend([("Tom", says(6, 8, 6, 6, 6, 1, 1, 1))])
+    solution = await sc(stopping="dirichlet", seed=0).solve(QUESTION, backend)
+    assert [r.n for r in backend.requests] == [3, 1, 1]
+    assert solution.answer == "6" and solution.details["samples_drawn"] == 5
+    assert solution.details["threshold"] == 0.85
