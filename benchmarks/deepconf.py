@@ -1,6 +1,10 @@
 """DeepConf (confidence-filtered voting, traces cut while generated) on the simulated model.
 
-    python -m reasoner.bench.deepconf [--questions 1319] [--caps 16 40] [--seed 0]
+    python -m reasoner.bench.deepconf [--questions 1319] [--caps 16 40] [--seeds 0 1 2]
+
+One table per simulation seed, then a summary of online DeepConf over the seeds. Online DeepConf
+runs as users reach it: the `deepconf` strategy (`reasoner solve --strategy deepconf`), its one
+streaming node, and the usage it reports.
 
 The simulated model is `reasoner.testing.simulated`, in memory: per-question accuracy
 p ~ Beta(0.6, 0.4); wrong answers 50/30/20 over three values; a sample is 120-280 tokens whose
@@ -31,7 +35,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reasoner.answers import extract_answer, is_correct
-from reasoner.strategies.confidence import DeepConfSettings, Trace, deepconf, offline_filter, trace_confidence, weighted_vote
+from reasoner.strategies.confidence import DeepConfSettings, Trace, offline_filter, trace_confidence, weighted_vote
+from reasoner.strategy import get_strategy
 from reasoner.testing.simulated import STRETCH_SHARE, STRETCH_TOKENS, SimulatedBackend, SimulatedModel
 from reasoner.types import GenerationRequest
 
@@ -63,14 +68,19 @@ async def full_traces(backend: SimulatedBackend, q: int, cap: int, seed: int, wi
     return traces, completion.prompt_tokens
 
 
-async def run(questions: int, caps: list[int], seed: int) -> Table:
+Figures = dict[int, tuple[float, float]]  # cap -> online DeepConf's (Δ accuracy points, tokens saved)
+
+
+async def run(questions: int, caps: list[int], seed: int) -> tuple[Table, Figures]:
     backend = SimulatedBackend(SimulatedModel(seed))
     model = backend.model
-    table = Table(title=f"DeepConf on the simulated model ({questions} questions)")
+    figures: Figures = {}
+    table = Table(title=f"DeepConf on the simulated model ({questions} questions, seed {seed})")
     for column in ("cap", "method", "accuracy %", "Δ acc", "gen tokens/q", "saved", "traces/q", "cut/q", "requests/q", "target"):
         table.add_column(column, justify="left" if column in ("method", "target") else "right")
     for cap in caps:
         settings = SETTINGS.model_copy(update={"samples": cap})
+        strategy = get_strategy("deepconf", **settings.model_dump(), seed=seed, max_tokens=512)
         rows = {name: Row() for name in (f"SC@{cap}", "offline, top 90%", "offline, top 10%", "online DeepConf")}
         for q in range(questions):
             gold = str(model.gold(q))
@@ -88,14 +98,16 @@ async def run(questions: int, caps: list[int], seed: int) -> Table:
                 row.traces += cap
                 row.requests += 1
                 row.prompt_tokens += prompt_tokens
-            online = await deepconf(backend, request_for(model, q, seed), settings)
+            online = await strategy.solve(model.question_text(q), backend)
+            if online.error:
+                raise RuntimeError(f"question {q}: {online.error}")
             row = rows["online DeepConf"]
             row.correct += is_correct(online.answer, gold)
-            row.tokens += online.generated_tokens
-            row.traces += len(online.traces)
-            row.cut += sum(t.cut for t in online.traces[settings.warmup :])
-            row.requests += online.requests
-            row.prompt_tokens += online.prompt_tokens
+            row.tokens += online.details["generated_tokens"]
+            row.traces += online.details["samples_drawn"]
+            row.cut += sum(t["cut"] for t in online.details["traces"][settings.warmup :])
+            row.requests += online.usage.calls
+            row.prompt_tokens += online.usage.prompt_tokens
         full = rows[f"SC@{cap}"]
         for name, row in rows.items():
             acc = 100 * row.correct / questions
@@ -105,11 +117,29 @@ async def run(questions: int, caps: list[int], seed: int) -> Table:
             if name.startswith("online"):
                 ok = saved >= TOKEN_SAVING and delta >= -ACCURACY_TOLERANCE
                 target = "[green]met[/green]" if ok else "[red]missed[/red]"
+                figures[cap] = (delta, saved)
             table.add_row(
                 str(cap), name, f"{acc:.2f}", f"{delta:+.2f}", f"{row.tokens / questions:.0f}", f"{100 * saved:.1f}%",
                 f"{row.traces / questions:.2f}", f"{row.cut / questions:.2f}", f"{row.requests / questions:.2f}", target,
             )
         table.add_section()
+    return table, figures
+
+
+def summary(per_seed: dict[int, Figures]) -> Table:
+    seeds = list(per_seed)
+    table = Table(title=f"online DeepConf over seeds {', '.join(map(str, seeds))}, against SC@cap")
+    for column in ("cap", "Δ acc per seed", "mean Δ", "tokens saved per seed", "mean saved", "target at every seed"):
+        table.add_column(column, justify="left" if column.startswith("target") else "right")
+    for cap in per_seed[seeds[0]]:
+        deltas = [per_seed[s][cap][0] for s in seeds]
+        saved = [per_seed[s][cap][1] for s in seeds]
+        met = all(d >= -ACCURACY_TOLERANCE for d in deltas) and all(v >= TOKEN_SAVING for v in saved)
+        table.add_row(
+            str(cap), " / ".join(f"{d:+.2f}" for d in deltas), f"{sum(deltas) / len(deltas):+.2f}",
+            " / ".join(f"{100 * v:.1f}%" for v in saved), f"{100 * sum(saved) / len(saved):.1f}%",
+            "[green]met[/green]" if met else "[red]missed[/red]",
+        )
     return table
 
 
@@ -117,14 +147,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=1319)
     parser.add_argument("--caps", type=int, nargs="+", default=[16, 40])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="simulation seeds (each its own model)")
     args = parser.parse_args(argv)
     if args.questions < 1 or any(c <= SETTINGS.warmup for c in args.caps):
         parser.error(f"--questions must be at least 1 and every cap above the warm-up ({SETTINGS.warmup})")
     start = time.perf_counter()
-    table = asyncio.run(run(args.questions, args.caps, args.seed))
     console = Console(width=None if sys.stdout.isatty() else 150)
-    console.print(table)
+    per_seed: dict[int, Figures] = {}
+    for seed in dict.fromkeys(args.seeds):
+        table, per_seed[seed] = asyncio.run(run(args.questions, args.caps, seed))
+        console.print(table)
+    console.print(summary(per_seed))
     console.print(
         f"[dim]low-confidence stretch of {STRETCH_TOKENS} tokens in {STRETCH_SHARE[True]:.0%} of right and "
         f"{STRETCH_SHARE[False]:.0%} of wrong samples; online: {SETTINGS.model_dump()}; target: >= {TOKEN_SAVING:.0%} "
