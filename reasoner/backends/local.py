@@ -63,13 +63,10 @@ EMBEDDED = {"smollm2": default_gguf, "gemma": gemma_gguf}
 
 
 def _default_threads() -> int:
-    """Half the CPUs this process may use (at most 8), unless REASONER_THREADS says otherwise.
-
-    llama.cpp's threads meet at a barrier after every layer, so one thread whose core another
-    process takes holds up all of them: on 2 cores with other work running, 2 threads generated
-    0.5-1.5 tok/s where 1 thread kept 13-30 (`python -m reasoner.bench.threads_under_load`).
-    Leaving cores free costs about a third of the speed on an idle machine and prevents that stall.
-    """
+    """Half the usable CPUs (at most 8), unless REASONER_THREADS says otherwise: llama.cpp's threads
+    meet at a barrier after every layer, so one whose core another process takes holds up all of
+    them (`python -m reasoner.bench.threads_under_load`: 2 threads on 2 busy cores, 0.5-1.5 tok/s
+    where 1 thread kept 13-30). Idle, leaving cores free costs about a third of the speed."""
     env = os.environ.get("REASONER_THREADS")
     if env:
         try:
