@@ -8,13 +8,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import openai
+import pytest
 
-from reasoner.backends.http import OpenAIBackend
-from reasoner.serve import BackgroundGateway, ServeConfig
-from reasoner.testing.fake_openai import FakeOpenAIServer, FakeToolCalls
+# Every gateway test needs these; a module that imports this one is skipped without them.
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+from reasoner.backends.http import OpenAIBackend  # noqa: E402
+from reasoner.serve import BackgroundGateway, ServeConfig  # noqa: E402
+from reasoner.testing.fake_openai import FakeOpenAIServer, FakeToolCalls  # noqa: E402
 
 MODEL = "fake-model"
+QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
 #: The key the upstream's backend sends; a prompt holding ECHO_KEY gets it back in the reply.
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 ECHO_KEY = "ECHO-THE-KEY"
@@ -31,6 +37,13 @@ def responder(body: dict[str, Any], index: int) -> str | FakeToolCalls:
     if text.rstrip().endswith("the answer (arabic numerals) is"):
         return " 42."
     return "6 times 7 is 42. The answer is 42." if index % 4 else "6 times 7 is 41. The answer is 41."
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAIServer]:
+    """The simulated upstream, one for a test module; import it by name to use it."""
+    with FakeOpenAIServer(MODEL, responder=responder) as server:
+        yield server
 
 
 @contextmanager

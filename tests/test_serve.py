@@ -8,23 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from serve_support import MODEL, QUESTION, client, gateway, upstream  # noqa: F401 (upstream: a fixture)
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-openai = pytest.importorskip("openai")
-
-from serve_support import MODEL, client, gateway, responder  # noqa: E402
-
-from reasoner.serve import BackgroundGateway  # noqa: E402
-from reasoner.testing.fake_openai import FakeOpenAIServer  # noqa: E402
-
-QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(MODEL, responder=responder) as server:
-        yield server
+from reasoner.serve import BackgroundGateway
+from reasoner.testing.fake_openai import FakeOpenAIServer
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from serve_support import (  # noqa: F401 (upstream: a fixture)
+    ECHO_KEY, MODEL, QUESTION, UPSTREAM_KEY, client, gateway, openai, upstream,
+)
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-openai = pytest.importorskip("openai")
-
-from serve_support import ECHO_KEY, MODEL, UPSTREAM_KEY, client, gateway, responder  # noqa: E402
-
-from reasoner.serve import BackgroundGateway, ServeConfig, ServeError  # noqa: E402
-from reasoner.serve.schemas import Limits  # noqa: E402
-from reasoner.testing.fake_openai import Fault, FakeOpenAIServer  # noqa: E402
-
-QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(MODEL, responder=responder) as server:
-        yield server
+from reasoner.serve import BackgroundGateway, ServeConfig, ServeError
+from reasoner.serve.schemas import Limits
+from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 
 
 @pytest.fixture(scope="module")

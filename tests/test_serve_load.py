@@ -15,13 +15,11 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from serve_support import MODEL, gateway, responder, wait_for  # noqa: E402
+from serve_support import MODEL, QUESTION, gateway, responder, wait_for  # noqa: E402
 
 from reasoner.backends.http import OpenAIBackend  # noqa: E402
 from reasoner.serve import BackgroundGateway  # noqa: E402
 from reasoner.testing.fake_openai import FakeOpenAIServer  # noqa: E402
-
-QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
 
 
 def no_n(backend: OpenAIBackend) -> None:
