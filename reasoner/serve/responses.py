@@ -50,14 +50,16 @@ def choice_json(kind: Kind, index: int, text: str, finish: str | None, tool_call
 def response_json(
     kind: Kind, rid: str, model: str, choices: list[dict[str, Any]], usage: Usage, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": rid,
-        "object": "chat.completion" if kind == "chat" else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage_json(usage),
-    }
+    return _envelope("chat.completion" if kind == "chat" else "text_completion", rid, model, choices, usage, extra)
+
+
+def _envelope(
+    obj: str, rid: str, model: str, choices: list[dict[str, Any]], usage: Usage | None, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a response and a chunk both carry; our own fields only under "reasoner", where SDKs ignore them."""
+    body: dict[str, Any] = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": choices}
+    if usage is not None:
+        body["usage"] = usage_json(usage)
     if extra:
         body["reasoner"] = extra
     return body
@@ -80,18 +82,7 @@ def chunk_json(
             if tool_calls:
                 delta["tool_calls"] = tool_calls
             choices.append({"index": index, "delta": delta, "finish_reason": finish, "logprobs": None})
-    body: dict[str, Any] = {
-        "id": rid,
-        "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-    }
-    if usage is not None:
-        body["usage"] = usage_json(usage)
-    if extra:
-        body["reasoner"] = extra
-    return body
+    return _envelope("chat.completion.chunk" if kind == "chat" else "text_completion", rid, model, choices, usage, extra)
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
