@@ -11,6 +11,11 @@ from reasoner.backends.errors import BackendError
 from reasoner.types import Completion, GenerationRequest, StreamChunk
 
 
+def _inner_attribute(attr: str) -> Any:
+    """A read-only property that reads `attr` off `self.inner` at each access."""
+    return property(lambda self: getattr(self.inner, attr))
+
+
 class Recording(Backend):
     """Delegates everything to `inner` (its in-flight bound included); remembers BackendErrors."""
 
@@ -20,25 +25,11 @@ class Recording(Backend):
         self.errors: list[BackendError] = []
 
     # Capabilities are read from the inner backend each time: an HTTP backend learns them as it goes.
-    @property  # type: ignore[override]
-    def name(self) -> str:
-        return self.inner.name
-
-    @property  # type: ignore[override]
-    def supports_n(self) -> bool:
-        return self.inner.supports_n
-
-    @property  # type: ignore[override]
-    def supports_tools(self) -> bool:
-        return self.inner.supports_tools
-
-    @property  # type: ignore[override]
-    def supports_json_schema(self) -> bool:
-        return self.inner.supports_json_schema
-
-    @property  # type: ignore[override]
-    def supports_streaming(self) -> bool:
-        return self.inner.supports_streaming
+    name = _inner_attribute("name")
+    supports_n = _inner_attribute("supports_n")
+    supports_tools = _inner_attribute("supports_tools")
+    supports_json_schema = _inner_attribute("supports_json_schema")
+    supports_streaming = _inner_attribute("supports_streaming")
 
     def __getattr__(self, attr: str) -> Any:  # context_window, n_ctx, logprobs, model, ...
         inner = self.__dict__.get("inner")
