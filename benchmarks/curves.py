@@ -27,6 +27,8 @@ import math
 import os
 import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,41 +184,43 @@ def _can_plot(notes: list[str]) -> bool:
     return True
 
 
-def plot_sc(curves: dict[str, list[CurvePoint]], title: str, path: Path) -> None:
+@contextmanager
+def _figure(path: Path, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+    """Axes to draw on; labelled, gridded and saved to `path` when the block ends."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, points in curves.items():
-        ks = [p.k for p in points]
-        ax.plot(ks, [100 * p.accuracy for p in points], marker="o", markersize=3, label=label)
-        ax.fill_between(ks, [100 * p.low for p in points], [100 * p.high for p in points], alpha=0.2)
-    ax.set_xlabel("samples voted (k)")
-    ax.set_ylabel("accuracy (%), 95% interval over questions")
-    ax.set_title(f"{title}: self-consistency at k samples")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def plot_sc(curves: dict[str, list[CurvePoint]], title: str, path: Path) -> None:
+    labels = ("samples voted (k)", "accuracy (%), 95% interval over questions")
+    with _figure(path, f"{title}: self-consistency at k samples", *labels) as ax:
+        for label, points in curves.items():
+            ks = [p.k for p in points]
+            ax.plot(ks, [100 * p.accuracy for p in points], marker="o", markersize=3, label=label)
+            ax.fill_between(ks, [100 * p.low for p in points], [100 * p.high for p in points], alpha=0.2)
 
 
 def plot_pareto(points: list[ParetoPoint], title: str, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    inner = [p for p in points if not p.frontier]
-    front = [p for p in points if p.frontier]
-    ax.scatter([p.tokens for p in inner], [100 * p.accuracy for p in inner], color="0.55", label="dominated")
-    ax.plot([p.tokens for p in front], [100 * p.accuracy for p in front], "o-", color="C3", label="Pareto frontier")
-    for p in points:
-        ax.annotate(p.label, (p.tokens, 100 * p.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("tokens per question (prompt + completion, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{title}: accuracy against tokens")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    labels = ("tokens per question (prompt + completion, log scale)", "accuracy (%)")
+    with _figure(path, f"{title}: accuracy against tokens", *labels) as ax:
+        inner = [p for p in points if not p.frontier]
+        front = [p for p in points if p.frontier]
+        ax.scatter([p.tokens for p in inner], [100 * p.accuracy for p in inner], color="0.55", label="dominated")
+        ax.plot([p.tokens for p in front], [100 * p.accuracy for p in front], "o-", color="C3", label="Pareto frontier")
+        for p in points:
+            ax.annotate(p.label, (p.tokens, 100 * p.accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xscale("log")
 
 
 def write_bank_curve(bank: Path, problems: list[Problem], out: Path, *, resamples: int = 200, seed: int = 0) -> Curves:
