@@ -6,7 +6,8 @@ terminal once a line gives the answer ("The answer is N."), or at the depth limi
 the model proposes next lines (`sample`: `candidates` independent samples of one line, one request
 with n; `propose`: one prompt listing `candidates` different next lines), rates the new states
 (`value`: `n_evaluate` sure/likely/impossible verdicts, averaged with the paper's 20/1/0.001 map;
-`vote`: `n_evaluate` votes for the most promising of a round's states, score = votes), and a search
+`vote`: `n_evaluate` votes for the most promising of a round's states, score = votes; `verifier`:
+any verifier spec scores each state's lines, reduced by `aggregate`), and a search
 (strategies/search.py) keeps the best: `bfs`, a beam of `breadth` states for up to `depth` levels,
 or `dfs`, best-first descent that prunes states under `threshold` and backtracks. The answer is the
 best finished state's (`final="best"`; states that gave an answer rank above those cut off by the
@@ -29,12 +30,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reasoner.answers import extract_answer
 from reasoner.graph import Ctx, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion, GenerationRequest
+from reasoner.verifiers import Aggregation, open_verifier
 from reasoner.strategies.common import gsm8k_exemplars, templates
 from reasoner.strategies.search import SearchNode, SearchResult, bfs, dfs
 
@@ -88,6 +90,12 @@ class GSM8KSteps:
         return graph.function(candidates, after=calls, label=f"candidates@{tag}")
 
     def evaluate(self, graph: Graph, nodes: Sequence[SearchNode], after: NodeId, tag: str) -> NodeId:
+        if self.o.evaluator == "verifier":
+            verifier = open_verifier(self.o.verifier)
+            verdicts = [verifier.verify(graph, self.question, n.state, after=[after], label=f"verify@{n.tag}") for n in nodes]
+            return graph.function(
+                lambda ctx: [ctx[v].score(self.o.aggregate) for v in verdicts], after=verdicts, label=f"scores@{tag}"
+            )
         if self.o.evaluator == "vote":
             user = templates.render("tree_of_thought/vote.j2", question=self.question, choices=[n.state for n in nodes])
             call = graph.generate(self._rate(user, "tree_of_thought/best.j2"), after=[after], label=f"vote@{tag}")
@@ -147,9 +155,12 @@ class TreeOfThought(Strategy):
     generator: Literal["sample", "propose"] = Field(
         "sample", description="sample: independent next lines; propose: one prompt listing several"
     )
-    evaluator: Literal["value", "vote"] = Field(
-        "value", description="value: rate each state sure/likely/impossible; vote: pick the best of a round"
+    evaluator: Literal["value", "vote", "verifier"] = Field(
+        "value",
+        description="value: rate each state sure/likely/impossible; vote: pick the best of a round; verifier: --verifier scores it",
     )
+    verifier: str = Field("arith", description="evaluator=verifier: arith, judge, judge:MODEL_SPEC or prm:URL (scores in [0, 1])")
+    aggregate: Aggregation = Field("min", description="evaluator=verifier: step scores as one: min, product or last")
     breadth: int = Field(3, ge=1, description="bfs: states kept per level")
     depth: int = Field(6, ge=1, description="most reasoning lines in a solution")
     candidates: int = Field(3, ge=1, le=32, description="next lines proposed per state")
@@ -166,6 +177,12 @@ class TreeOfThought(Strategy):
     eval_temperature: float = Field(0.3, ge=0.0, le=2.0, description="temperature of the ratings and votes")
     max_tokens: int = Field(64, ge=1, description="tokens per reasoning line (propose: per proposed line)")
     eval_max_tokens: int = Field(8, ge=1, description="tokens per rating or vote")
+
+    @field_validator("verifier")
+    @classmethod
+    def _verifier_opens(cls, spec: str) -> str:
+        open_verifier(spec)  # a bad spec is an error naming it now, not mid-search
+        return spec
 
     def build(self, graph: Graph, question: str) -> NodeId:
         task = GSM8KSteps(self, question)

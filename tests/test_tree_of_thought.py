@@ -319,3 +319,26 @@ async def test_end_to_end_on_the_embedded_model(search: str) -> None:
     assert all(len(f["id"].split(".")) <= 2 for f in solution.details["finished"])
     if solution.answer is not None:
         assert solution.details["best_path"] and len(solution.details["best_path"]) <= 2
+
+
+async def test_any_verifier_can_be_the_evaluator() -> None:
+    # From the root the model offers a slip and a correct line; the arithmetic checker scores the
+    # slip 0, so the beam of one keeps the correct line and the answer follows from it.
+    def children(line: str) -> list[str]:
+        if line == "":
+            return ["3 + 4 = 8 apples after buying.", "3 + 4 = 7 apples after buying.", "3 + 4 = 8 apples after buying."]
+        if line.startswith("3 + 4 = 7"):
+            return ["7 - 2 = 5. The answer is 5."] * 3
+        return ["8 - 2 = 6. The answer is 6."] * 3
+
+    backend = world(children, lambda line: "sure")
+    strategy = TreeOfThought(evaluator="verifier", verifier="arith", breadth=1, depth=3)
+    solution = await strategy.solve(QUESTION, backend)
+    assert solution.answer == "5", solution.details
+    assert not nodes(solution, "value"), "the model was asked for verdicts though a verifier scores the states"
+    assert nodes(solution, "scores"), [n["id"] for n in solution.trace["nodes"]]
+
+
+def test_a_bad_verifier_spec_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="unknown verifier 'nope'"):
+        TreeOfThought(evaluator="verifier", verifier="nope:x")
