@@ -19,7 +19,7 @@ from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.verifiers import Aggregation, Verdict, split_steps
 from reasoner.strategies.common import inner_strategy, strategy_name
-from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verifier_field, verifier_of
+from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verified, verifier_field, verifier_of
 
 
 class BestOfN(Strategy):
@@ -47,11 +47,7 @@ class BestOfN(Strategy):
             verdicts.append(verifier.verify(scope, question, lambda ctx, s=sample: split_steps(ctx[s].text), after=[sample]))
 
         def pick(ctx: Ctx) -> Answer:
-            scored = [(ctx[s], ctx[v]) for s, v in zip(samples, verdicts) if ctx.ok(s) and ctx.ok(v)]
-            if not scored:
-                first = next(n for n in [*samples, *verdicts] if not ctx.ok(n))
-                raise RuntimeError(f"every sample or its verification failed; first: {ctx.error(first)}")
-            return choose(scored, self.aggregate)
+            return choose(verified(ctx, samples, verdicts, "sample"), self.aggregate)
 
         return graph.function(pick, after=[*samples, *verdicts], label="select", tolerate_failures=True)
 

@@ -24,7 +24,7 @@ from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion
 from reasoner.verifiers import Aggregation, split_steps
 from reasoner.strategies.common import Exemplar, answer_from, gsm8k_exemplars, gsm8k_solution, templates
-from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verifier_field, verifier_of
+from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verified, verifier_field, verifier_of
 
 
 @cache
@@ -77,10 +77,7 @@ class Diverse(Strategy):
                 verdicts.append(verifier.verify(scope, question, lambda ctx, p=path: split_steps(ctx[p].text), after=[path]))
 
         def vote(ctx: Ctx) -> Answer:
-            done = [(ctx[p], ctx[v]) for p, v in zip(paths, verdicts) if ctx.ok(p) and ctx.ok(v)]
-            if not done:
-                first = next(n for n in [*paths, *verdicts] if not ctx.ok(n))
-                raise RuntimeError(f"every path or its verification failed; first: {ctx.error(first)}")
+            done = verified(ctx, paths, verdicts, "path")
             totals: dict[str, float] = defaultdict(float)
             for answer, verdict in done:
                 if answer.answer is not None:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
+from reasoner.graph import Ctx, NodeId
 from reasoner.strategy import Strategy
-from reasoner.types import GenerationRequest
-from reasoner.verifiers import Verifier, open_verifier
+from reasoner.types import Answer, GenerationRequest
+from reasoner.verifiers import Verdict, Verifier, open_verifier
 from reasoner.strategies.common import gsm8k_exemplars, templates
 from reasoner.strategies.tree_of_thought import gives_answer
 
@@ -38,6 +39,16 @@ def checked_verifier(spec: str) -> str:
 
 def verifier_of(spec: str) -> Verifier:
     return open_verifier(spec)
+
+
+def verified(ctx: Ctx, solutions: list[NodeId], verdicts: list[NodeId], what: str) -> list[tuple[Answer, Verdict]]:
+    """Each solution that succeeded, with its verdict, in order; when none did, an error naming the
+    first failure, so the run reports why rather than answering from nothing."""
+    scored = [(ctx[s], ctx[v]) for s, v in zip(solutions, verdicts) if ctx.ok(s) and ctx.ok(v)]
+    if not scored:
+        first = next(n for n in [*solutions, *verdicts] if not ctx.ok(n))
+        raise RuntimeError(f"every {what} or its verification failed; first: {ctx.error(first)}")
+    return scored
 
 
 def step_request(
