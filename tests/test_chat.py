@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_server_support import server_fixture
 
 from reasoner.testing.fake_openai import FakeOpenAIServer
 
@@ -98,10 +99,7 @@ def responder(body: dict[str, Any], index: int) -> str:
     return " 12 * 3 = 36.\nThe answer is 36."
 
 
-@pytest.fixture
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("tiny", responder=responder) as srv:
-        yield srv
+server = server_fixture(responder)
 
 
 @pytest.fixture

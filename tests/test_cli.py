@@ -9,10 +9,10 @@ import sys
 from typing import Any
 
 import pytest
+from fake_server_support import server_fixture
 
 from reasoner.cli.main import main
 from reasoner.cli.parser import _engine_arg
-from reasoner.testing.fake_openai import FakeOpenAIServer
 
 
 def solver(body: dict[str, Any], index: int) -> str:
@@ -24,10 +24,7 @@ def solver(body: dict[str, Any], index: int) -> str:
     return " 6 * 7 = 42.\nThe answer is 42."
 
 
-@pytest.fixture
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("tiny", responder=solver) as srv:
-        yield srv
+server = server_fixture(solver)
 
 
 def test_solve_json_has_answer_strategy_usage_and_trace(server, capsys) -> None:  # type: ignore[no-untyped-def]

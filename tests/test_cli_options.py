@@ -8,22 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_server_support import server_fixture
 
 import reasoner.cli as cli_package
 from reasoner.cli.main import main
 from reasoner.cli.parser import build_parser
 from reasoner.strategy import available
-from reasoner.testing.fake_openai import FakeOpenAIServer
 
 
 def solver(body: dict[str, Any], index: int) -> str:
     return " 6 * 7 = 42.\nThe answer is 42."
 
 
-@pytest.fixture
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("tiny", responder=solver) as srv:
-        yield srv
+server = server_fixture(solver)
 
 
 @pytest.fixture
