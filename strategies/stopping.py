@@ -33,8 +33,10 @@ class RuleDefaults(NamedTuple):
 
 
 #: What each rule uses where self-consistency's options leave them unset. dirichlet's are one
-#: setting for every cap: on the simulated benchmark (1,319 questions, seeds 0-2) it saves 56-58%
-#: of SC@16's samples and 74-75% of SC@40's at -0.53..+0.15 points (README).
+#: setting for every cap. On the simulated benchmark (1,319 questions, seeds 0-2) it saves 56-58%
+#: of SC@16's samples and 74-75% of SC@40's at -0.45..+0.08 points: the 60% target is met at cap
+#: 40, not at 16. 0.80 saves 63% at 16 but loses up to 1.4 points there; 0.95 loses nothing but
+#: saves 46% at 16 (README).
 DEFAULTS: dict[StoppingRule, RuleDefaults] = {
     "none": RuleDefaults(4, None, 0.95),
     "beta": RuleDefaults(4, None, 0.95),
