@@ -80,6 +80,12 @@ class Terminal:
     def interrupt(self) -> None:
         self.type("\x03")  # Ctrl-C, through the terminal's line discipline, as a person sends it
 
+    def leave(self, keys: str, timeout: float = 5) -> int:
+        """Type what ends the session (`/quit`, Ctrl-D) and return the exit code once the process exits."""
+        self.type(keys)
+        self.read(3)
+        return self.proc.wait(timeout)
+
     def close(self) -> int | None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -151,9 +157,7 @@ def test_ctrl_c_mid_turn_returns_to_the_prompt_quickly(server, tmp_path) -> None
         waited = t.expect("turn cancelled", timeout=5)
         t.expect("you> ", timeout=2)
         assert waited < 1.0
-        t.type("/quit\n")
-        t.read(3)
-        assert t.proc.wait(5) == 0
+        assert t.leave("/quit\n") == 0
     finally:
         t.close()
 
@@ -165,9 +169,7 @@ def test_strategy_switch_and_errors_keep_the_session_going(term) -> None:  # typ
     term.expect("strategy: zero-shot-cot")
     term.type("/model nonsense\n")
     term.expect("unknown model spec 'nonsense'")
-    term.type("\x04")  # Ctrl-D leaves cleanly
-    term.read(3)
-    assert term.proc.wait(5) == 0
+    assert term.leave("\x04") == 0  # Ctrl-D leaves cleanly
 
 
 def test_a_react_turn_shows_thought_action_and_observation(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -200,9 +202,7 @@ def test_a_turn_on_the_embedded_model(tmp_path) -> None:  # type: ignore[no-unty
         t.type("What is 2 plus 3?\n")
         t.expect(r"reason ", timeout=240)
         t.expect(r"2 calls · \d+\+\d+ tokens", timeout=240)
-        t.type("/quit\n")
-        t.read(3)
-        assert t.proc.wait(10) == 0
+        assert t.leave("/quit\n", timeout=10) == 0
     finally:
         t.close()
 
