@@ -17,15 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reasoner.answers import (
-    extract_answer,
-    is_correct,
-    lm_eval_correct,
-    lm_eval_extract,
-    normalize_number,
-    parse_gold,
-    score,
-)
+from reasoner.answers import extract_answer, is_correct, lm_eval_correct, lm_eval_extract, normalize_number, parse_gold, score
 
 MB = 1_000_000
 LIMIT_S = 0.05
