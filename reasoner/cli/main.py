@@ -29,6 +29,10 @@ from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.variants import VariantError, parse_variant
 
 
+def print_error(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
 def default_out() -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path("runs") / stamp
@@ -81,6 +85,15 @@ def build_variants(args: argparse.Namespace, strategies: dict[str, type[Strategy
     return built
 
 
+# The bench flags BenchConfig takes as they are, under their own names.
+_BENCH_FLAGS = (
+    "model", "model_name", "split", "data", "question_field", "answer_field", "id_field", "tolerance",
+    "bank", "bank_mode", "name", "limit", "sample",
+    "seed",  # the strategies' seed, and the draw of --sample
+    "concurrency", "resume", "retry_errors", "scoring",
+)
+
+
 def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], argv: list[str]) -> int:
     built = build_variants(args, strategies)
     if args.resume and not args.out:
@@ -90,39 +103,18 @@ def run_bench(args: argparse.Namespace, strategies: dict[str, type[Strategy]], a
     # The runner opens the model only after checking the data and a resumed run's settings.
     model_options = backend_options(args, concurrency=args.concurrency)
     out = Path(args.out) if args.out else default_out()
-    config = BenchConfig(
-        strategies=built,
-        out=out,
-        model=args.model,
-        model_name=args.model_name,
-        split=args.split,
-        data=args.data,
-        question_field=args.question_field,
-        answer_field=args.answer_field,
-        id_field=args.id_field,
-        tolerance=args.tolerance,
-        bank=args.bank,
-        bank_mode=args.bank_mode,
-        name=args.name,
-        limit=args.limit,
-        sample=args.sample,
-        seed=args.seed,  # the strategies' seed, and the draw of --sample
-        concurrency=args.concurrency,
-        resume=args.resume,
-        retry_errors=args.retry_errors,
-        scoring=args.scoring,
-        backend_options=model_options,
-    )
+    flags = {flag: getattr(args, flag) for flag in _BENCH_FLAGS}
+    config = BenchConfig(strategies=built, out=out, backend_options=model_options, **flags)
     try:
         result = asyncio.run(run_gsm8k(config, console=console))
     except (DataError, BackendError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 1
     except (BenchError, RunDirError, BankError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 2
     except StorageError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         err_console.print(f"  {resume_command(argv, out)}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:  # only where the runner could not install its own handler
@@ -158,7 +150,7 @@ def run_report(args: argparse.Namespace) -> int:
 
             page = write_explorer(out)
     except RunDirError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 1
     print_report(report.summary, report.notes, out)
     if page is not None:
@@ -182,7 +174,7 @@ def run_curves(args: argparse.Namespace) -> int:
         else:
             curves = write_curves(source, resamples=args.resamples, seed=args.seed)
     except (RunDirError, BankError, DataError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 1
     for label, points in curves.sc.items():
         table = Table(title=f"self-consistency at k: {label}")
@@ -223,7 +215,7 @@ def solve(args: argparse.Namespace, strategies: dict[str, type[Strategy]]) -> in
     try:
         solution = asyncio.run(run_solve(args, strategy, options))
     except BackendError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 1
     if args.json:
         print_json(solution)
