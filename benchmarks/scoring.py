@@ -45,25 +45,27 @@ async def solve_one(
         u = solution.usage
         calls, prompt_tokens, completion_tokens, latency = u.calls, u.prompt_tokens, u.completion_tokens, u.latency_s
         trace, details = solution.trace, solution.details
-    strict, strict_ok = score(text, problem.answer_field, "lm-eval-strict")
-    cot, cot_ok = cot_strict(text, problem.answer_field)
-    flexible, flexible_ok = score(text, problem.answer_field, "lm-eval-flexible")
+    # Each lm-evaluation-harness rule's (prediction, verdict); the record names its fields after the rule.
+    lm_eval = {
+        "lm-eval-strict": score(text, problem.answer_field, "lm-eval-strict"),
+        "lm-eval-cot-strict": cot_strict(text, problem.answer_field),
+        "lm-eval-flexible": score(text, problem.answer_field, "lm-eval-flexible"),
+    }
     ours_ok = is_correct(answer, problem.gold, problem.tolerance or tolerance)
-    verdicts = {"ours": ours_ok, "lm-eval-strict": strict_ok, "lm-eval-cot-strict": cot_ok, "lm-eval-flexible": flexible_ok}
+    verdicts = {"ours": ours_ok, **{rule: ok for rule, (_, ok) in lm_eval.items()}}
+    by_rule: dict[str, Any] = {}
+    for rule, (prediction, ok) in lm_eval.items():
+        field = rule.replace("-", "_")
+        by_rule[f"prediction_{field}"], by_rule[f"correct_{field}"] = prediction, ok
     record = Record(
         strategy=label,
         id=problem.id,
         question=problem.question,
         gold=problem.gold,
         prediction=answer,
-        prediction_lm_eval_strict=strict,
-        prediction_lm_eval_cot_strict=cot,
-        prediction_lm_eval_flexible=flexible,
         correct=verdicts[scoring],
         correct_ours=ours_ok,
-        correct_lm_eval_strict=strict_ok,
-        correct_lm_eval_cot_strict=cot_ok,
-        correct_lm_eval_flexible=flexible_ok,
+        **by_rule,
         text=text,
         calls=calls,
         prompt_tokens=prompt_tokens,
