@@ -57,6 +57,10 @@ def methods(cap: int, seed: int) -> dict[str, Strategy]:
         # 0.8 lets 3 votes to 1 stop (P = 0.82 at cap 16, 0.79 at 40): the samples target at both
         # caps, at a cost in points (README).
         "dirichlet 0.80, 3 then 1": sc(stopping="dirichlet", threshold=0.80),
+        # Votes (and the rule's counts) weighted by exp(DeepConf trace confidence): wrong samples
+        # more often have a low-confidence stretch, so they weigh less and 0.8 stops soon.
+        "dirichlet 0.80, confidence-weighted": sc(stopping="dirichlet", threshold=0.80, weighting="confidence"),
+        "SC@cap, confidence-weighted": sc(weighting="confidence"),
     }
 
 

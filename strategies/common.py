@@ -18,8 +18,10 @@ from reasoner.prompts import Templates
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.types import Answer, Choice, Completion
 from reasoner.tools.calculator import CalculatorError, calculate
+from reasoner.strategies.confidence import trace_confidence
 
 templates = Templates("reasoner.strategies")
+CONFIDENCE_WINDOW = 32  # tokens in a trace-confidence group (DeepConf's default)
 
 
 class Exemplar(BaseModel):
@@ -70,9 +72,15 @@ def final_value(said: str) -> str | None:
 
 
 def logprob_details(choice: Choice) -> dict[str, float]:
+    """The sample's log-probability figures; `trace_confidence` is DeepConf's (its lowest mean over
+    sliding groups of CONFIDENCE_WINDOW tokens), the signal of self-consistency's confidence weighting."""
     if not choice.token_logprobs:
         return {}
-    return {"logprob_sum": choice.sum_logprob or 0.0, "logprob_mean": choice.mean_logprob or 0.0}
+    return {
+        "logprob_sum": choice.sum_logprob or 0.0,
+        "logprob_mean": choice.mean_logprob or 0.0,
+        "trace_confidence": trace_confidence(choice.token_logprobs, CONFIDENCE_WINDOW),
+    }
 
 
 # -- one strategy using another ---------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -30,9 +30,14 @@ __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
 NO_ANSWER = "none"  # the vote-count key of samples without an answer
 
 
-def _weight(answer: Answer) -> float:
-    mean = answer.details.get("logprob_mean")
-    return math.exp(mean) if mean is not None else 1.0
+Weighting = Literal["none", "logprob", "confidence"]
+WEIGHT_FIELD = {"logprob": "logprob_mean", "confidence": "trace_confidence"}  # the sample detail each weighs by
+
+
+def _weight(answer: Answer, weighting: Weighting = "logprob") -> float:
+    """exp(the sample's mean token log-probability, or its trace confidence); 1 without one."""
+    value = answer.details.get(WEIGHT_FIELD[weighting]) if weighting != "none" else None
+    return math.exp(value) if value is not None else 1.0
 
 
 def _logprob_sum(answers: Sequence[Answer]) -> float | None:
@@ -41,12 +46,15 @@ def _logprob_sum(answers: Sequence[Answer]) -> float | None:
     return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
 
-def majority_vote(answers: Sequence[Answer], weighted: bool = False) -> tuple[str | None, dict[str, Any]]:
+def majority_vote(
+    answers: Sequence[Answer], weighted: bool = False, weighting: Weighting = "logprob"
+) -> tuple[str | None, dict[str, Any]]:
     """The winning answer of the samples, and how the vote went.
 
     "No answer" never wins while any sample has an answer. A tie goes to the answer whose samples
     have the larger summed log-probability when all of them carry one, else to the first seen.
-    With `weighted`, a vote counts exp(mean token log-probability) (1 for a sample without).
+    With `weighted`, a vote counts exp(mean token log-probability), or with `weighting="confidence"`
+    exp(trace confidence) (1 for a sample without).
     `details["sample"]` is the index of the sample whose text stands for the winner.
     """
     if not answers:
@@ -56,7 +64,7 @@ def majority_vote(answers: Sequence[Answer], weighted: bool = False) -> tuple[st
     for a in answers:
         if a.answer is not None:
             by_answer.setdefault(a.answer, []).append(a)  # dicts keep first-seen order
-    score = {ans: sum(_weight(a) for a in group) if weighted else len(group) for ans, group in by_answer.items()}
+    score = {ans: sum(_weight(a, weighting) for a in group) if weighted else len(group) for ans, group in by_answer.items()}
     winner: str | None = None
     if score:
         best = max(score.values())
@@ -95,7 +103,19 @@ class SelfConsistency(Strategy):
     window: int | None = Field(None, ge=1, description="samples in the first round when stopping early (one request with n=window; default: the rule's)")
     step: int | None = Field(None, ge=1, description="samples in each later round (default: the rule's, else window)")
     threshold: float | None = Field(None, gt=0.5, le=1.0, description="confidence at which the beta and dirichlet rules stop (default: the rule's)")
-    weighted: bool = Field(False, description="weight each vote by its sample's mean token probability")
+    weighted: bool = Field(False, description="weight each vote by its sample's mean token probability (weighting logprob)")
+    weighting: Weighting | None = Field(
+        None,
+        description="none; logprob: each vote weighs exp(mean token log-probability); confidence: exp(DeepConf trace "
+        "confidence, the lowest mean over 32-token groups). The dirichlet rule then counts the weighted votes",
+    )
+
+    @property
+    def vote_weighting(self) -> Weighting:
+        """The weighting in force: `weighting`, else logprob when `weighted` is set."""
+        if self.weighting is not None:
+            return self.weighting
+        return "logprob" if self.weighted else "none"
 
     def rounds(self) -> RuleDefaults:
         """The stopping settings in force: the options set, the rule's defaults for the rest. A
@@ -111,7 +131,7 @@ class SelfConsistency(Strategy):
         """The inner strategy for one round. All copies in a round share one seed, so their calls
         merge; each round moves the seed past the samples already drawn, so rounds differ."""
         seed = None if self.seed is None else self.seed + drawn
-        return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.weighted)
+        return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.vote_weighting != "none")
 
     def build(self, graph: Graph, question: str) -> NodeId:
         window, step, threshold = self.rounds()
@@ -140,11 +160,13 @@ class SelfConsistency(Strategy):
                 if not isinstance(result, Answer):
                     raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
             answers = [r.answer for r in results]
+            weighting = self.vote_weighting
+            weights = None if weighting == "none" else [_weight(r, weighting) for r in results]
             if len(sampled) < self.samples and not should_stop(
-                self.stopping, answers, window, threshold, self.samples
+                self.stopping, answers, window, threshold, self.samples, weights
             ):
                 return Forward(next_round(sampled, rounds))
-            winner, details = majority_vote(results, self.weighted)
+            winner, details = majority_vote(results, weighting != "none", weighting)
             details.update(
                 samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
                 failed_samples=len(failed),

@@ -67,7 +67,7 @@ def _log_beta_binomial(k: int, n: int, a: float, b: float) -> float:
 
 
 @lru_cache(maxsize=65536)
-def leader_holds(counts: tuple[int, ...], remaining: int) -> float:
+def leader_holds(counts: tuple[float, ...], remaining: int) -> float:
     """P(the answer with `counts[0]` votes is strictly ahead of every other once `remaining` more
     samples are drawn), the shares being Dirichlet(counts + PRIOR, PRIOR for an unseen answer).
 
@@ -83,13 +83,14 @@ def leader_holds(counts: tuple[int, ...], remaining: int) -> float:
     weights = [c + PRIOR for c in rivals]
 
     @lru_cache(maxsize=None)
-    def below(j: int, left: int, bound: int) -> float:
+    def below(j: int, left: int, bound: float) -> float:
         # P(rivals j.. all end below `bound`, given that they share `left` of the draws).
         if j == len(rivals) - 1:
             return 1.0 if rivals[j] + left < bound else 0.0
         rest = sum(weights[j + 1 :])
         total = 0.0
-        for y in range(min(left, bound - 1 - rivals[j]) + 1):
+        # the most draws y with rivals[j] + y < bound (for whole counts: bound - 1 - rivals[j])
+        for y in range(min(left, math.ceil(bound - rivals[j]) - 1) + 1):
             total += math.exp(_log_beta_binomial(y, left, weights[j], rest)) * below(j + 1, left - y, bound)
         return total
 
@@ -101,12 +102,23 @@ def leader_holds(counts: tuple[int, ...], remaining: int) -> float:
 
 
 def should_stop(
-    rule: StoppingRule, answers: Sequence[str | None], window: int, threshold: float, cap: int | None = None
+    rule: StoppingRule,
+    answers: Sequence[str | None],
+    window: int,
+    threshold: float,
+    cap: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> bool:
     """Whether the samples drawn so far (their answers, in order) are enough under `rule`.
     Samples without an answer are no rival to any answer; `cap` is the most samples `dirichlet`
-    may still draw up to (without one it judges the leader against as many again)."""
-    counts = [count for _, count in Counter(a for a in answers if a is not None).most_common()]
+    may still draw up to (without one it judges the leader against as many again).
+
+    `weights` (one per sample, > 0) make `dirichlet` count weighted votes, scaled so that the
+    samples with an answer weigh one each on average: the counts keep the scale of the samples
+    still to come, which count one each. beta and esc count plain votes."""
+    counts: list[float] = [count for _, count in Counter(a for a in answers if a is not None).most_common()]
+    if rule == "dirichlet" and weights is not None:
+        counts = weighted_counts(answers, weights)
     if rule == "beta":
         top = counts + [0, 0]
         return beta_confidence(top[0], top[1]) >= threshold
@@ -117,6 +129,23 @@ def should_stop(
         remaining = (cap if cap is not None else 2 * len(answers)) - len(answers)
         return bool(counts) and leader_holds(tuple(counts), max(0, remaining)) >= threshold
     return False
+
+
+def weighted_counts(answers: Sequence[str | None], weights: Sequence[float]) -> list[float]:
+    """Each answer's summed weight, largest first, scaled to a mean of one per answered sample."""
+    if len(weights) != len(answers):
+        raise ValueError(f"weighted stopping needs one weight per sample: {len(answers)} answers, {len(weights)} weights")
+    if any(not w > 0 or math.isinf(w) for w in weights):
+        raise ValueError(f"vote weights must be finite and > 0, got {list(weights)}")
+    sums: dict[str, float] = {}
+    for answer, w in zip(answers, weights):
+        if answer is not None:
+            sums[answer] = sums.get(answer, 0.0) + w
+    if not sums:
+        return []
+    scale = sum(1 for a in answers if a is not None) / sum(sums.values())
+    # rounded so that equal vote situations share leader_holds' cache
+    return sorted((round(s * scale, 6) for s in sums.values()), reverse=True)
 
 
 def round_size(rule: StoppingRule, drawn: int, cap: int, window: int, step: int | None) -> int:

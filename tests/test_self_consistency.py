@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -14,7 +15,8 @@ from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.graph import Graph
 from reasoner.strategy import Strategy, get_strategy
-from reasoner.types import Answer, GenerationRequest
+from reasoner.types import Answer, Choice, GenerationRequest
+from reasoner.strategies.common import logprob_details
 from reasoner.strategies.self_consistency import SelfConsistency, beta_confidence, majority_vote, should_stop
 
 QUESTION = "How many apples does Tom have?"
@@ -161,6 +163,34 @@ async def test_weighted_strategy_asks_for_logprobs_and_uses_them() -> None:
     assert backend.requests[-1].logprobs and not backend.requests[0].logprobs
     assert weighted.answer == "2"
     assert set(weighted.details["weights"]) == {"1", "2"}
+
+
+def test_a_sample_records_its_trace_confidence() -> None:
+    # 8 tokens at -2 then 32 at 0: the first 32-token group is the lowest, -16/32; the mean is -16/40.
+    choice = Choice(text="x", token_logprobs=[-2.0] * 8 + [0.0] * 32)
+    details = logprob_details(choice)
+    assert details["trace_confidence"] == pytest.approx(-0.5)
+    assert details["logprob_mean"] == pytest.approx(-0.4)
+    assert "trace_confidence" not in logprob_details(Choice(text="x"))
+
+
+async def test_confidence_weighting_records_and_uses_the_trace_confidence() -> None:
+    # A scripted sample of 7 tokens (words) shares its log-probability evenly: -0.7 is -0.1 a token,
+    # and a trace shorter than a group has its mean as confidence. Three unsure samples (-5 a token) say 1.
+    backend = ScriptedBackend([Rule("Tom", says(1, 1, 1, 2, 2), logprob=[-35.0, -35.0, -35.0, -0.7, -0.7])])
+    solution = await sc(samples=5, weighting="confidence").solve(QUESTION, backend)
+    assert backend.requests[-1].logprobs
+    assert solution.answer == "2"
+    assert solution.details["weights"] == pytest.approx({"1": 3 * math.exp(-5.0), "2": 2 * math.exp(-0.1)}, rel=1e-5)
+    assert (await sc(samples=5).solve(QUESTION, backend)).answer == "1"
+
+
+def test_weighting_defaults_follow_weighted() -> None:
+    assert sc().vote_weighting == "none"
+    assert sc(weighted=True).vote_weighting == "logprob"
+    assert sc(weighted=True, weighting="confidence").vote_weighting == "confidence"
+    with pytest.raises(ValidationError, match="weighting"):
+        sc(weighting="loud")
 
 
 # -- stopping rules ----------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from reasoner.strategies.self_consistency import SelfConsistency
-from reasoner.strategies.stopping import leader_holds, round_size, should_stop
+from reasoner.strategies.stopping import leader_holds, round_size, should_stop, weighted_counts
 from reasoner.strategy import get_strategy
-from reasoner.testing.scripted import ScriptedBackend
+from reasoner.testing.scripted import Rule, ScriptedBackend
 
 QUESTION = "How many apples does Tom have?"
 
@@ -80,6 +80,58 @@ def test_dirichlet_vote_sequences() -> None:
     assert should_stop("dirichlet", split, 3, 0.6, cap=6)
     assert not should_stop("dirichlet", split, 3, 0.85, cap=15)  # 10 left: 0.66
 
+
+# Weighted votes: each answer's summed weight, scaled so that answered samples weigh one on average
+# (the samples still to come count one each).
+
+
+def test_weighted_counts_are_scaled_to_one_per_answered_sample() -> None:
+    # 7: 1 + 1, 8: 0.25 of 2.25 over 3 answered samples: x 4/3. A blank is no vote and no weight.
+    assert weighted_counts(["7", "7", "8", None], [1, 1, 0.25, 9]) == pytest.approx([8 / 3, 1 / 3])
+    assert weighted_counts([None], [1.0]) == []
+    with pytest.raises(ValueError, match="one weight per sample: 2 answers, 1 weights"):
+        weighted_counts(["7", "8"], [1.0])
+    with pytest.raises(ValueError, match="finite and > 0"):
+        weighted_counts(["7", "8"], [1.0, 0.0])
+
+
+def test_weighted_leader_with_a_fractional_lead() -> None:
+    # 7 weighs 3, 8 weighs 1 of 2 samples: counts 1.5 and 0.5. Urn weights 2.5 : 1.5 : 1 (unseen)
+    # of 5, one draw left. Leader drawn: holds; rival drawn: 1.5 to 1.5, a tie; unseen: 1.5 to 1.
+    assert leader_holds((1.5, 0.5), 1) == pytest.approx(3.5 / 5, abs=1e-12)
+    assert should_stop("dirichlet", ["7", "8"], 3, 0.65, cap=3, weights=[3.0, 1.0])
+    assert not should_stop("dirichlet", ["7", "8"], 3, 0.75, cap=3, weights=[3.0, 1.0])
+    assert not should_stop("dirichlet", ["7", "8"], 3, 0.65, cap=3)  # plain: 1 to 1
+
+
+def test_weighted_vote_sequences() -> None:
+    # 7, 7, 8 with 8 weighing a quarter: 8/3 to 1/3, and with one draw left no draw catches 7 up;
+    # plain it is 2 to 1, which holds 4/6 (weights 3 : 2 : 1; the rival drawn ties).
+    sequence, weights = ["7", "7", "8"], [1.0, 1.0, 0.25]
+    assert should_stop("dirichlet", sequence, 3, 0.99, cap=4, weights=weights)
+    assert not should_stop("dirichlet", sequence, 3, 0.7, cap=4)
+    # A weight can hand the lead over: 8 weighing 4 leads 2 to 1 (scaled: 8 is 4 of 6 over 3).
+    assert weighted_counts(sequence, [1.0, 1.0, 4.0]) == pytest.approx([2.0, 1.0])
+    assert should_stop("dirichlet", sequence, 3, 0.6, cap=4, weights=[1.0, 1.0, 4.0]) == (leader_holds((2, 1), 1) >= 0.6)
+    # Equal weights are the plain vote, whatever their size.
+    for cap in (4, 8, 16):
+        assert should_stop("dirichlet", sequence, 3, 0.6, cap=cap, weights=[0.3] * 3) == should_stop(
+            "dirichlet", sequence, 3, 0.6, cap=cap
+        )
+    # beta and esc count plain votes.
+    assert should_stop("beta", ["7"] * 4, 4, 0.95, weights=[0.01, 1, 1, 1]) == should_stop("beta", ["7"] * 4, 4, 0.95)
+
+
+async def test_confidence_weighted_dirichlet_stops_when_the_odd_sample_is_unsure() -> None:
+    # 3, 3, 5: the 5 sample (7 tokens) has token log-probabilities of -5 (trace confidence -5), the others -0.1.
+    # Weighted: 2.99 to 0.01 with 13 of 16 left holds 0.92; plain 2 to 1 holds 0.64.
+    def backend() -> ScriptedBackend:
+        return ScriptedBackend([Rule("Tom", says(3, 3, 5, 3, 3, 3, 3), logprob=[-0.7, -0.7, -35.0, -0.7])])
+
+    weighted = await sc(stopping="dirichlet", threshold=0.85, weighting="confidence").solve(QUESTION, backend())
+    assert weighted.details["samples_drawn"] == 3 and weighted.answer == "3"
+    plain = await sc(stopping="dirichlet", threshold=0.85).solve(QUESTION, backend())
+    assert plain.details["samples_drawn"] > 3
 
 
 def test_round_sizes() -> None:
