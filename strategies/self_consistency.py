@@ -17,12 +17,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import inner_strategy, strategy_name
+from reasoner.verifiers import Aggregation, split_steps
+from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verifier_field, verifier_of
 from reasoner.strategies.stopping import DEFAULTS, RuleDefaults, StoppingRule, beta_confidence, round_size, should_stop
 
 __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
@@ -30,14 +32,18 @@ __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
 NO_ANSWER = "none"  # the vote-count key of samples without an answer
 
 
-Weighting = Literal["none", "logprob", "confidence"]
-WEIGHT_FIELD = {"logprob": "logprob_mean", "confidence": "trace_confidence"}  # the sample detail each weighs by
+Weighting = Literal["none", "logprob", "confidence", "verifier"]
+# the sample detail each weighting reads (the verifier's score is put there by the vote)
+WEIGHT_FIELD = {"logprob": "logprob_mean", "confidence": "trace_confidence", "verifier": "verifier_score"}
 
 
 def _weight(answer: Answer, weighting: Weighting = "logprob") -> float:
-    """exp(the sample's mean token log-probability, or its trace confidence); 1 without one."""
+    """exp(the sample's mean token log-probability, or its trace confidence), or its verifier
+    score as it is (already in [0, 1]); 1 without one."""
     value = answer.details.get(WEIGHT_FIELD[weighting]) if weighting != "none" else None
-    return math.exp(value) if value is not None else 1.0
+    if value is None:
+        return 1.0
+    return value if weighting == "verifier" else math.exp(value)
 
 
 def _logprob_sum(answers: Sequence[Answer]) -> float | None:
@@ -107,8 +113,13 @@ class SelfConsistency(Strategy):
     weighting: Weighting | None = Field(
         None,
         description="none; logprob: each vote weighs exp(mean token log-probability); confidence: exp(DeepConf trace "
-        "confidence, the lowest mean over 32-token groups). The dirichlet rule then counts the weighted votes",
+        "confidence, the lowest mean over 32-token groups); verifier: the --verifier's score (steps aggregated by "
+        "--aggregate). The dirichlet rule then counts the weighted votes",
     )
+    verifier: str = verifier_field()
+    aggregate: Aggregation = aggregate_field()
+
+    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
 
     @property
     def vote_weighting(self) -> Weighting:
@@ -135,30 +146,43 @@ class SelfConsistency(Strategy):
 
     def build(self, graph: Graph, question: str) -> NodeId:
         window, step, threshold = self.rounds()
+        verifier = verifier_of(self.verifier) if self.vote_weighting == "verifier" else None
 
-        def next_round(earlier: list[NodeId], rounds_before: int = 0) -> NodeId:
+        def next_round(earlier: list[tuple[NodeId, NodeId | None]], rounds_before: int = 0) -> NodeId:
             drawn = len(earlier)
             inner = self.sampler(drawn)
             size = round_size(self.stopping, drawn, self.samples, window, step)
-            # The running graph is the root; `graph` keeps this strategy's scope for later rounds.
-            fresh = [inner.build(graph.scope(f"sample{i}"), question) for i in range(drawn, drawn + size)]
+            fresh: list[tuple[NodeId, NodeId | None]] = []
+            for i in range(drawn, drawn + size):
+                # The running graph is the root; `graph` keeps this strategy's scope for later rounds.
+                scope = graph.scope(f"sample{i}")
+                sample = inner.build(scope, question)
+                verdict = None if verifier is None else verifier.verify(
+                    scope, question, lambda ctx, s=sample: split_steps(ctx[s].text), after=[sample]
+                )
+                fresh.append((sample, verdict))
             sampled = earlier + fresh
             rounds = rounds_before + 1
             label = "vote" if rounds == 1 else f"vote{rounds}"
-            return graph.function(
-                lambda ctx: vote(ctx, sampled, rounds), after=sampled, label=label, tolerate_failures=True
-            )
+            nodes = [n for pair in sampled for n in pair if n is not None]
+            return graph.function(lambda ctx: vote(ctx, sampled, rounds), after=nodes, label=label, tolerate_failures=True)
 
-        def vote(ctx: Ctx, sampled: list[NodeId], rounds: int) -> Answer | Forward:
-            # A failed sample (a timeout, a server error) costs one vote, not the whole question.
-            failed = [node for node in sampled if not ctx.ok(node)]
-            if len(failed) == len(sampled):
+        def vote(ctx: Ctx, sampled: list[tuple[NodeId, NodeId | None]], rounds: int) -> Answer | Forward:
+            # A failed sample (a timeout, a server error) or failed verdict costs one vote, not the question.
+            failed = [n for pair in sampled for n in pair if n is not None and not ctx.ok(n)]
+            kept = [(s, v) for s, v in sampled if ctx.ok(s) and (v is None or ctx.ok(v))]
+            if not kept:
                 # The root cause (a bank miss, a timeout), not "depends on failed node".
                 raise RuntimeError(f"all {len(sampled)} samples failed; first: {ctx.graph.root_cause(failed[0]) or ctx.error(failed[0])}")
-            results = [ctx[node] for node in sampled if ctx.ok(node)]
-            for node, result in zip(sampled, results):
+            results = [ctx[s] for s, _ in kept]
+            for (node, _), result in zip(kept, results):
                 if not isinstance(result, Answer):
                     raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
+            if verifier is not None:
+                results = [
+                    r.model_copy(update={"details": {**r.details, "verifier_score": ctx[v].score(self.aggregate)}})
+                    for r, (_, v) in zip(results, kept)
+                ]
             answers = [r.answer for r in results]
             weighting = self.vote_weighting
             weights = None if weighting == "none" else [_weight(r, weighting) for r in results]
@@ -169,7 +193,7 @@ class SelfConsistency(Strategy):
             winner, details = majority_vote(results, weighting != "none", weighting)
             details.update(
                 samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
-                failed_samples=len(failed),
+                failed_samples=len(sampled) - len(kept),
             )
             return Answer(answer=winner, text=results[details["sample"]].text, score=details["agreement"], details=details)
 

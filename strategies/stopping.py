@@ -113,7 +113,7 @@ def should_stop(
     Samples without an answer are no rival to any answer; `cap` is the most samples `dirichlet`
     may still draw up to (without one it judges the leader against as many again).
 
-    `weights` (one per sample, > 0) make `dirichlet` count weighted votes, scaled so that the
+    `weights` (one per sample, >= 0) make `dirichlet` count weighted votes, scaled so that the
     samples with an answer weigh one each on average: the counts keep the scale of the samples
     still to come, which count one each. beta and esc count plain votes."""
     counts: list[float] = [count for _, count in Counter(a for a in answers if a is not None).most_common()]
@@ -135,14 +135,14 @@ def weighted_counts(answers: Sequence[str | None], weights: Sequence[float]) -> 
     """Each answer's summed weight, largest first, scaled to a mean of one per answered sample."""
     if len(weights) != len(answers):
         raise ValueError(f"weighted stopping needs one weight per sample: {len(answers)} answers, {len(weights)} weights")
-    if any(not w > 0 or math.isinf(w) for w in weights):
-        raise ValueError(f"vote weights must be finite and > 0, got {list(weights)}")
+    if any(not w >= 0 or math.isinf(w) for w in weights):
+        raise ValueError(f"vote weights must be finite and >= 0, got {list(weights)}")
     sums: dict[str, float] = {}
     for answer, w in zip(answers, weights):
         if answer is not None:
             sums[answer] = sums.get(answer, 0.0) + w
-    if not sums:
-        return []
+    if not sum(sums.values()):
+        return []  # nothing weighs anything (a verifier rejected every sample): no vote yet
     scale = sum(1 for a in answers if a is not None) / sum(sums.values())
     # rounded so that equal vote situations share leader_holds' cache
     return sorted((round(s * scale, 6) for s in sums.values()), reverse=True)

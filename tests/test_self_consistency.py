@@ -185,6 +185,33 @@ async def test_confidence_weighting_records_and_uses_the_trace_confidence() -> N
     assert (await sc(samples=5).solve(QUESTION, backend)).answer == "1"
 
 
+async def test_verifier_weighting_outvotes_a_majority_with_wrong_arithmetic() -> None:
+    right = "Tom has 2 + 3 = 5 apples.\nThe answer is 5."
+    wrong = "Tom has 2 + 3 = 6 apples.\nThe answer is 6."
+    backend = ScriptedBackend([("Tom", [wrong, right, wrong, wrong, right])])
+    assert (await sc(samples=5).solve(QUESTION, backend)).answer == "6"
+    solution = await sc(samples=5, weighting="verifier", verifier="arith").solve(QUESTION, backend)
+    assert solution.answer == "5"
+    assert solution.details["votes"] == {"6": 3, "5": 2}
+    assert solution.details["weights"]["5"] > solution.details["weights"]["6"]
+    assert solution.text == right
+
+
+async def test_verifier_weighted_dirichlet_stops_on_the_samples_the_verifier_accepts() -> None:
+    right = "Tom has 2 + 3 = 5 apples.\nThe answer is 5."
+    wrong = "Tom has 2 + 3 = 6 apples.\nThe answer is 6."
+    backend = ScriptedBackend([("Tom", [right, wrong, right, right, right, right])])
+    strategy = sc(stopping="dirichlet", threshold=0.85, weighting="verifier")
+    solution = await strategy.solve(QUESTION, backend)
+    # 5, 6, 5 with 6 weighing nothing is 3 to 0: settled after the first round (plain 2 to 1 is not).
+    assert solution.details["samples_drawn"] == 3 and solution.answer == "5"
+
+
+def test_a_bad_verifier_spec_is_refused_at_construction() -> None:
+    with pytest.raises(ValidationError, match="verifier"):
+        sc(weighting="verifier", verifier="nonsense:spec")
+
+
 def test_weighting_defaults_follow_weighted() -> None:
     assert sc().vote_weighting == "none"
     assert sc(weighted=True).vote_weighting == "logprob"

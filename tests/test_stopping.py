@@ -91,8 +91,9 @@ def test_weighted_counts_are_scaled_to_one_per_answered_sample() -> None:
     assert weighted_counts([None], [1.0]) == []
     with pytest.raises(ValueError, match="one weight per sample: 2 answers, 1 weights"):
         weighted_counts(["7", "8"], [1.0])
-    with pytest.raises(ValueError, match="finite and > 0"):
-        weighted_counts(["7", "8"], [1.0, 0.0])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        weighted_counts(["7", "8"], [1.0, -0.5])
+    assert weighted_counts(["7", "8"], [0.0, 0.0]) == []  # all rejected: no vote to stop on
 
 
 def test_weighted_leader_with_a_fractional_lead() -> None:
