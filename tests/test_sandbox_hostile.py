@@ -152,6 +152,7 @@ class World:
     clock_offset: float  # wall clock minus monotonic clock, before the programs ran
     snapshot_digest: str
     home_tree: list[tuple[str, int]]  # every path and size under the sandbox's home, before
+    children_before: set[int]  # this process's children before the programs ran (other tests' servers)
 
 
 def _fingerprint(folder: Path) -> list[tuple[str, float, str]]:
@@ -200,6 +201,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     snapshot = sandbox_runtime.installation().snapshot
     digest, clock_offset = hashlib.sha256(snapshot.read_bytes()).hexdigest(), time.time() - time.monotonic()
     home_tree = _tree(sandbox_runtime.home())
+    children_before = _children() - sandbox_runtime.pool.pids() - {canary.pid}
     try:
         heavy = threading.Lock()  # one memory hog at a time: each may take a GB or so before it is stopped
 
@@ -213,7 +215,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             results = {name: future.result() for name, future in futures.items()}
         time.sleep(0.5)  # let a late signal or connection land before we look
         assert _fingerprint(folder) == before, "the canary folder changed"
-        yield World(canary, folder, file, secret, listener, connections, received, results, clock_offset, digest, home_tree)
+        yield World(canary, folder, file, secret, listener, connections, received, results, clock_offset, digest, home_tree,
+                    children_before)
     finally:
         stop.set()
         listener.close()
@@ -269,14 +272,20 @@ def _tree(root: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(root)), p.lstat().st_size if not p.is_dir() else 0) for p in root.rglob("*"))
 
 
-def test_no_program_process_is_left(world: World) -> None:
-    assert world.results  # every program has finished: its runner must be gone
+def _children() -> set[int]:
     children: set[int] = set()
-    sandbox_runtime.pool.settle()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         with contextlib.suppress(OSError):
             children.update(int(pid) for pid in (task / "children").read_text().split())
-    assert children - sandbox_runtime.pool.pids() - {world.canary.pid} == set()
+    return children
+
+
+def test_no_program_process_is_left(world: World) -> None:
+    assert world.results  # every program has finished: its runner must be gone
+    sandbox_runtime.pool.settle()
+    # Processes other tests of the session started before (a vLLM engine's workers) are not ours.
+    left = _children() - sandbox_runtime.pool.pids() - {world.canary.pid} - world.children_before
+    assert left == set(), [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in left if Path(f"/proc/{pid}").exists()]
 
 
 def test_the_sandbox_ran_them() -> None:
