@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from reasoner.answers import extract_answer
 from reasoner.backends.base import Backend
-from reasoner.types import GenerationRequest
+from reasoner.types import Completion, GenerationRequest
 from reasoner.strategies.stopping import leader_holds
 
 
@@ -130,6 +130,7 @@ class DeepConfResult:
     threshold: float = -math.inf
     prompt_tokens: int = 0
     requests: int = 0
+    fallback: str | None = None  # why confidence could not be used, when it could not
 
     @property
     def generated_tokens(self) -> int:
@@ -152,9 +153,10 @@ async def deepconf(backend: Backend, request: GenerationRequest, settings: DeepC
     result = DeepConfResult(answer=None)
     warm = await backend.generate(request.model_copy(update={"n": min(settings.warmup, settings.samples), "seed": seed}))
     result.requests, result.prompt_tokens = 1, warm.prompt_tokens
+    if any(choice.token_logprobs is None for choice in warm.choices):
+        return await _without_confidence(backend, request, settings, warm, result)
     for choice in warm.choices:
-        if choice.token_logprobs is None:
-            raise ValueError(f"DeepConf needs token log-probabilities; backend {backend.name!r} returned none")
+        assert choice.token_logprobs is not None
         confidence = trace_confidence(choice.token_logprobs, settings.window)
         result.traces.append(Trace(extract_answer(choice.text), confidence, len(choice.token_logprobs), text=choice.text))
     result.threshold = percentile([t.confidence for t in result.traces], 100 - settings.keep)
@@ -205,4 +207,23 @@ async def deepconf(backend: Backend, request: GenerationRequest, settings: DeepC
     if result.answer is None:  # every trace was cut: the plain vote of the warm-up traces
         answers = Counter(t.answer for t in result.traces if t.answer is not None)
         result.answer = answers.most_common(1)[0][0] if answers else None
+    return result
+
+
+async def _without_confidence(
+    backend: Backend, request: GenerationRequest, settings: DeepConfSettings, warm: Completion, result: DeepConfResult
+) -> DeepConfResult:
+    """A backend that returns no log-probabilities (llama.cpp's own server without `logits_all`,
+    say) leaves nothing to measure: every trace is drawn whole and votes, as in self-consistency."""
+    choices, seed = list(warm.choices), request.seed or 0
+    tokens = [c.completion_tokens or warm.completion_tokens // max(1, len(warm.choices)) for c in choices]
+    if settings.samples > len(choices):
+        more = await backend.generate(request.model_copy(update={"n": settings.samples - len(choices), "seed": seed + len(choices)}))
+        result.requests += 1
+        result.prompt_tokens += more.prompt_tokens
+        tokens += [c.completion_tokens or more.completion_tokens // max(1, len(more.choices)) for c in more.choices]
+        choices += more.choices
+    result.traces = [Trace(extract_answer(c.text), 0.0, n, text=c.text) for c, n in zip(choices, tokens)]
+    result.fallback = f"backend {backend.name!r} returned no token log-probabilities: every trace voted, none was cut"
+    result.answer, _ = weighted_vote(result.traces)
     return result

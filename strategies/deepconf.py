@@ -77,6 +77,8 @@ class DeepConf(Strategy):
                 "votes": {a: sum(t.answer == a for t in kept) for a in dict.fromkeys(t.answer for t in kept if t.answer)},
                 _USAGE: {"calls": result.requests, "prompt_tokens": result.prompt_tokens, "completion_tokens": result.generated_tokens},
             }
+            if result.fallback is not None:  # the run's report counts these as self-consistency
+                details.update(fallback="self-consistency", fallback_reason=result.fallback)
             agreement = details["votes"].get(result.answer, 0) / len(kept) if kept else 0.0
             return Answer(answer=result.answer, text=winner.text if winner else "", score=agreement, details=details)
 

@@ -108,13 +108,16 @@ async def test_online_cuts_a_trace_while_it_streams_and_stops_when_settled() -> 
     assert 6 not in backend.streamed  # never started
 
 
-async def test_online_needs_log_probabilities() -> None:
+async def test_online_without_log_probabilities_votes_every_trace() -> None:
+    # Real servers may return none (llama.cpp's without logits_all): nothing to cut by, so every
+    # trace is drawn whole and votes, and the result says why, rather than failing the question.
     class NoLogprobs(FakeStreamBackend):
         def _choice(self, seed: int) -> Choice:
-            return Choice(text="7", token_logprobs=None, completion_tokens=1)
+            return Choice(text="The answer is 7.", token_logprobs=None, completion_tokens=1)
 
-    with pytest.raises(ValueError, match="log-probabilities"):
-        await deepconf(NoLogprobs({0: ("7", [-0.1])}), GenerationRequest(prompt="q"), DeepConfSettings(warmup=1, samples=2))
+    result = await deepconf(NoLogprobs({0: ("7", [-0.1])}), GenerationRequest(prompt="q"), DeepConfSettings(warmup=1, samples=2))
+    assert result.answer == "7" and len(result.traces) == 2 and not any(t.cut for t in result.traces)
+    assert result.fallback is not None and "no token log-probabilities" in result.fallback
 
 
 @pytest.mark.slow

@@ -59,3 +59,17 @@ async def test_on_the_embedded_model(local_backend) -> None:  # type: ignore[no-
     assert all(0 < t["tokens"] <= 24 and t["confidence"] < 0 for t in traces)
     assert all(t["text"] for t in traces[:2])
     assert solution.usage.completion_tokens == sum(t["tokens"] for t in traces)
+
+
+async def test_a_backend_without_log_probabilities_gets_plain_self_consistency() -> None:
+    # llama.cpp's own server returns no log-probabilities unless started with logits_all: DeepConf
+    # then has nothing to cut by, and votes every trace (it failed the question before).
+    from reasoner.testing.scripted import Rule, ScriptedBackend
+
+    backend = ScriptedBackend([Rule(".", ["The answer is 7.", "The answer is 7.", "The answer is 9."])])
+    solution = await get_strategy("deepconf", samples=6, warmup=3, seed=0).solve("What is 3 + 4?", backend)
+    assert solution.error is None and solution.answer == "7"
+    details = solution.details
+    assert details["fallback"] == "self-consistency" and "no token log-probabilities" in details["fallback_reason"]
+    assert details["samples_drawn"] == 6 and details["cut_traces"] == 0
+    assert details["votes"] == {"7": 4, "9": 2}
