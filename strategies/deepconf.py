@@ -36,24 +36,18 @@ _BACKEND: ContextVar[Backend | None] = ContextVar("deepconf_backend", default=No
 _USAGE = "deepconf_usage"  # where the node leaves its usage for `solve`
 
 
-class DeepConf(Strategy):
+class DeepConf(Strategy, DeepConfSettings):
+    """The online run's settings (samples, warmup, keep, window, parallel, settle) are
+    `DeepConfSettings`' fields, so the strategy and `confidence.deepconf` cannot drift apart."""
+
     name = "deepconf"
     summary = "Self-consistency with traces cut while generated once their confidence drops, and a confidence-weighted vote."
 
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    samples: int = Field(16, ge=1, le=128, description="most traces per question, warm-up included")
-    warmup: int = Field(4, ge=1, description="traces drawn whole to set the cut threshold")
-    keep: float = Field(90.0, gt=0, lt=100, description="percent of warm-up confidences above the cut threshold")
-    window: int = Field(32, ge=1, description="tokens in a sliding confidence group")
-    parallel: int = Field(2, ge=1, description="traces streamed at once after the warm-up")
-    settle: float = Field(0.85, gt=0.5, le=1.0, description="stop once P(the vote leader stays ahead at `samples`) reaches this")
     k: int = Field(8, ge=0, le=8, description="few-shot exemplars in the prompt")
 
     def settings_for_run(self) -> DeepConfSettings:
-        return DeepConfSettings(
-            samples=self.samples, warmup=self.warmup, keep=self.keep, window=self.window,
-            parallel=self.parallel, settle=self.settle,
-        )
+        return DeepConfSettings(**self.model_dump(include=set(DeepConfSettings.model_fields)))
 
     def build(self, graph: Graph, question: str) -> NodeId:
         inner = inner_strategy(self, "few-shot-cot", k=self.k, logprobs=True)
