@@ -39,6 +39,7 @@ from reasoner.strategies.confidence import DeepConfSettings, Trace, offline_filt
 from reasoner.strategy import get_strategy
 from reasoner.testing.simulated import STRETCH_SHARE, STRETCH_TOKENS, SimulatedBackend, SimulatedModel
 from reasoner.types import GenerationRequest
+from reasoner.bench.stats import target_cell
 
 TOKEN_SAVING = 0.50
 ACCURACY_TOLERANCE = 0.5
@@ -115,8 +116,7 @@ async def run(questions: int, caps: list[int], seed: int) -> tuple[Table, Figure
             saved = 1 - row.tokens / full.tokens
             target = ""
             if name.startswith("online"):
-                ok = saved >= TOKEN_SAVING and delta >= -ACCURACY_TOLERANCE
-                target = "[green]met[/green]" if ok else "[red]missed[/red]"
+                target = target_cell(saved, TOKEN_SAVING, delta, ACCURACY_TOLERANCE, what="tokens")
                 figures[cap] = (delta, saved)
             table.add_row(
                 str(cap), name, f"{acc:.2f}", f"{delta:+.2f}", f"{row.tokens / questions:.0f}", f"{100 * saved:.1f}%",

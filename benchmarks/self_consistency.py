@@ -37,6 +37,7 @@ from rich.table import Table
 from reasoner.answers import is_correct
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.testing.simulated import WRONG_SHARES, SimulatedBackend, SimulatedModel
+from reasoner.bench.stats import target_cell
 
 SAVING_TARGET = 0.60  # fraction of SC@cap's samples an adaptive rule must save
 ACCURACY_TOLERANCE = 0.5  # points an adaptive rule may lose against SC@cap
@@ -120,8 +121,7 @@ async def run(questions: int, seed: int, caps: list[int]) -> tuple[Table, Figure
             saved = 1 - r.mean_samples / full.mean_samples
             target = ""
             if name.startswith(("beta", "esc", "dirichlet")):
-                misses = [why for why, ok in (("samples", saved >= SAVING_TARGET), ("accuracy", delta >= -ACCURACY_TOLERANCE)) if not ok]
-                target = "[green]met[/green]" if not misses else f"[red]missed ({', '.join(misses)})[/red]"
+                target = target_cell(saved, SAVING_TARGET, delta, ACCURACY_TOLERANCE)
                 figures[cap, name] = (delta, saved)
             table.add_row(
                 str(cap), name, f"{r.accuracy:.2f}", f"{delta:+.2f}", f"{r.mean_samples:.2f}", f"{100 * saved:.1f}%",

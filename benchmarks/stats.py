@@ -46,3 +46,10 @@ def mcnemar_exact(b: int, c: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+def target_cell(saved: float, target: float, delta: float, tolerance: float, *, what: str = "samples") -> str:
+    """A table cell (rich markup) saying whether a cost-saving target was met: at least `target` of
+    the cost saved with at most `tolerance` points of accuracy lost, and which part missed."""
+    misses = [why for why, ok in ((what, saved >= target), ("accuracy", delta >= -tolerance)) if not ok]
+    return "[green]met[/green]" if not misses else f"[red]missed ({', '.join(misses)})[/red]"
