@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as Endpoint
 
+from reasoner.bank import SampleBank
 from reasoner.backends.base import Backend
 from reasoner.backends.errors import BackendError
 from reasoner.backends.http import OpenAIBackend
@@ -37,7 +38,8 @@ class Gateway:
         self.config = config
         self.traces = TraceStore(config.max_traces)
         self.runner = Runner(backend, self.traces, config.max_runs)
-        model = getattr(backend, "model", None)
+        # A sample bank keys its records by its own model string; clients name the model it wraps.
+        model = getattr(backend.backend if isinstance(backend, SampleBank) else backend, "model", None)
         #: The name /v1/models lists; the spec answers too (`local`, `vllm:...`).
         self.model_id = model if isinstance(model, str) and model else config.model
         self.served = {self.model_id, config.model}

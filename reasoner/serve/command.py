@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="message content: the chosen reasoning, or only the final answer (default reasoning)")
     group.add_argument("--max-body-bytes", type=int, default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
     group.add_argument("--max-tokens-limit", type=int, default=32_768, metavar="N", help="largest max_tokens a request may ask for")
+    group.add_argument("--bank", metavar="PATH", help="a sample bank file: record every model call there and replay recorded ones")
+    group.add_argument("--bank-mode", choices=("record", "replay", "refresh"), default="record",
+                       help="with --bank: record (use and record; default), replay (a missing sample is an error), refresh")
     group.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace, backend_options: dict[str, Any], console: Cons
         config = ServeConfig(
             model=args.model, host=args.host, port=args.port, api_key=key_from_env(args.api_key), max_runs=args.max_runs,
             answer=args.answer, limits=Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens_limit),
+            bank=args.bank, bank_mode=args.bank_mode,
         ).checked()  # fmt: skip
         sock = bind(config.host, config.port)
     except (ValidationError, ServeError, OSError) as exc:

@@ -30,6 +30,9 @@ class ServeConfig(BaseModel):
     max_traces: int = Field(256, ge=1, description="traces kept for GET /v1/traces/{id}")
     answer: Literal["reasoning", "final"] = "reasoning"
     limits: Limits = Field(default_factory=Limits)
+    #: A sample bank file every strategy's model calls go through (record, replay or refresh).
+    bank: str | None = None
+    bank_mode: Literal["record", "replay", "refresh"] = "record"
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None

@@ -79,7 +79,12 @@ def run_loop(main: Awaitable[None]) -> None:
 
 def backend_factory(config: ServeConfig, options: dict[str, Any]) -> BackendFactory:
     async def open_it() -> Backend:
-        return await open_backend(config.model, **options)
+        backend = await open_backend(config.model, **options)
+        if config.bank is None:
+            return backend
+        from reasoner.bank import SampleBank
+
+        return SampleBank(backend, config.bank, config.bank_mode)
 
     return open_it
 
