@@ -97,3 +97,21 @@ def test_chat_help_names_every_kind_of_model_and_the_history_file() -> None:
         assert spec in shown
     assert str(HISTORY_FILE) in shown and "context window" in shown
     assert max(len(line) for line in out.getvalue().splitlines()) <= 80
+
+
+async def test_chat_trace_writes_the_last_turns_graph_as_a_page(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from reasoner.cli.chat import Chat, Turn
+    from reasoner.strategies.zero_shot_cot import ZeroShotCoT
+    from reasoner.testing.scripted import ScriptedBackend
+
+    solution = await ZeroShotCoT().solve("What is 2 + 3?", ScriptedBackend([], default="2 + 3 = 5. The answer is 5."))
+    out = io.StringIO()
+    chat = Chat("local", None, "zero-shot-cot", [], None, console=SafeConsole(file=out, width=80))
+    chat.session.turns.append(Turn(question=solution.question, answer=solution.answer, text=solution.text,
+                                   strategy="zero-shot-cot", usage=solution.usage.model_dump(), trace=solution.trace))  # fmt: skip
+    page = tmp_path / "turn.html"
+    assert chat.command(f"/trace {page}")
+    html = page.read_text()
+    assert "What is 2 + 3?" in html and "<script" in html and "http://" not in html.split("<script", 1)[1][:200]
+    assert f"trace page: {page}" in " ".join(out.getvalue().split())
+    assert chat.command(f"/trace {tmp_path}/no/such/dir/x.html") and "cannot write" in out.getvalue()

@@ -24,7 +24,7 @@ from reasoner.cli.solve import plural
 from reasoner.prompts import Templates
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.trace import render_tree
-from reasoner.types import Solution
+from reasoner.types import Solution, Usage
 
 templates = Templates("reasoner.cli")
 HISTORY_FILE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reasoner" / "chat_history"
@@ -38,7 +38,7 @@ HELP = """[bold]commands[/bold]
                      llamacpp:PATH.gguf, http://HOST:PORT/v1, openai:MODEL,
                      vllm:MODEL_OR_PATH
   /tools \\[a,b]       show the tools, or choose them (calculator, python, search)
-  /trace             the last turn's graph of calls
+  /trace [FILE.html] the last turn's graph of calls; with a file, as a page
   /save FILE         save the session as FILE.json and FILE.md
   /reset             forget the conversation
   /quit              leave (Ctrl-D works too)
@@ -166,6 +166,19 @@ class Chat:
 
     # -- commands ---------------------------------------------------------------------------
 
+    def trace_page(self, turn: Turn, path: str) -> None:
+        """The turn's graph as `reasoner solve --trace-html` draws it: one offline HTML page."""
+        from reasoner.bench.explorer import write_solution_page
+
+        solution = Solution(question=turn.question, strategy=turn.strategy, answer=turn.answer, text=turn.text,
+                            usage=Usage(**turn.usage), trace=turn.trace, error=turn.error)  # fmt: skip
+        try:
+            page = write_solution_page(solution, path, model=self.model_spec)
+        except OSError as exc:
+            self.console.print(f"[red]cannot write {escape(path)}: {escape(exc.strerror or str(exc))}[/red]")
+            return
+        self.console.print(f"trace page: {escape(str(page))}")
+
     def command(self, line: str) -> bool:
         """Run a slash command; False means leave."""
         name, _, arg = line[1:].partition(" ")
@@ -192,6 +205,8 @@ class Chat:
         elif name == "trace":
             if not self.session.turns:
                 self.console.print("no turn yet")
+            elif arg:
+                self.trace_page(self.session.turns[-1], arg)
             else:
                 self.console.print(render_tree(self.session.turns[-1].trace, title="last turn"))
         elif name == "save":
