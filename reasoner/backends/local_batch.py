@@ -3,15 +3,20 @@
 The prompt is evaluated once into sequence 0 of a llama.cpp context of its own (up to
 `MAX_SEQUENCES` sequences, one KV cache shared by all), copied to sequences 1..n-1 (a copy shares
 the prompt's cache cells, it does not duplicate them), and every step decodes one token of each
-unfinished sequence in a single batch. On a CPU one step for 8 sequences costs little more than
-one for 1, since the weights are read once per step.
+unfinished sequence in a single batch. The prompt is prefilled once, not once per sample, and
+a step is cheaper per token than a lone sequence's, though on a CPU not by much: llama.cpp's CPU
+kernels are compute-bound for a model this small, and a step of 8 sequences costs about 5x a
+step of one on the 2-core machines here (`python -m reasoner.bench.batched_sampling --steps`).
 
-Sampling is done here, per sequence: llama-cpp-python's defaults (top-k 40, then top-p, min-p
-0.05, then temperature), drawn from a generator seeded with the request's seed + the sample's
-index. So a request gives the same samples every time, whatever ran before (the prompt cache is
-reused in the same fixed blocks as the sequential path), but not the samples the sequential path
-(llama.cpp's own sampler, one sequence at a time) draws for the same seed: the numbers a batch
-computes differ in the last bits from a lone sequence's, and the random streams differ.
+Each sequence has a llama.cpp sampler chain of its own, built as llama-cpp-python builds the
+sequential path's (top-k 40, typical 1.0, top-p, min-p 0.05, temperature, then a draw seeded with
+the request's seed + the sample's index), so both paths sample alike and the choice runs in C, not
+over a 49,152-entry numpy row per token. A request gives the same samples every time, whatever ran
+before (the prompt cache is reused in the same fixed blocks as the sequential path). A seed's
+sample draws from the same random stream as the sequential path's sample of that seed, yet may
+differ from its first token on: the logits a batch computes differ slightly from a lone
+sequence's (seen here: 0.02-0.05 in a token's log-probability), enough to move a draw that falls
+near the edge between two tokens, and from there the samples follow other paths.
 
 Everything here runs on the backend's worker thread.
 """
@@ -31,6 +36,7 @@ from reasoner.types import Choice, Completion, GenerationRequest
 MAX_SEQUENCES = 16
 TOP_K = 40  # llama-cpp-python's create_completion defaults, so both paths sample alike
 MIN_P = 0.05
+TYPICAL_P = 1.0
 #: Called with (sample index, new text, log-probabilities of the tokens decoded since the last call).
 Emit = Callable[[int, str, list[float]], None]
 
@@ -42,7 +48,7 @@ class Cancelled(Exception):
 @dataclass
 class Sequence:
     index: int
-    rng: np.random.Generator
+    sampler: Any  # llama_cpp._internals.LlamaSampler
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     text: str = ""
@@ -56,21 +62,21 @@ def _log_softmax_at(logits: np.ndarray, token: int) -> float:
     return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
 
 
-def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    """One token from raw logits, as llama-cpp-python's default sampler chain picks one."""
+def make_sampler(temperature: float, top_p: float, seed: int) -> Any:
+    """A sampler chain as llama-cpp-python's create_completion builds one for these settings."""
+    from llama_cpp import _internals
+
+    sampler = _internals.LlamaSampler()
     if temperature <= 0:
-        return int(logits.argmax())
-    k = min(TOP_K, logits.shape[0])
-    top = np.argpartition(-logits, k - 1)[:k]
-    top = top[np.argsort(-logits[top], kind="stable")]
-    values = logits[top].astype(np.float64)
-    probs = np.exp(values - values[0])
-    probs /= probs.sum()
-    keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)  # the smallest set reaching top_p
-    keep = max(1, min(keep, k, int((probs >= MIN_P * probs[0]).sum())))
-    scaled = values[:keep] / temperature
-    weights = np.exp(scaled - scaled[0])
-    return int(top[rng.choice(keep, p=weights / weights.sum())])
+        sampler.add_greedy()
+        return sampler
+    sampler.add_top_k(TOP_K)
+    sampler.add_typical(TYPICAL_P, 1)
+    sampler.add_top_p(top_p, 1)
+    sampler.add_min_p(MIN_P, 1)
+    sampler.add_temp(temperature)
+    sampler.add_dist(seed & 0xFFFFFFFF)  # llama.cpp seeds are 32-bit
+    return sampler
 
 
 class BatchDecoder:
@@ -121,27 +127,26 @@ class BatchDecoder:
             raise BackendError(f"llama.cpp could not decode a batch of {len(entries)} tokens (code {code}); is n_ctx too small?")
 
     def _logits(self, i: int) -> np.ndarray:
+        """The logits of batch entry i, as a view (valid until the next decode)."""
         pointer = self._lib.llama_get_logits_ith(self.ctx.ctx, i)
-        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)).copy()
+        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
 
-    def _prefill(self, tokens: list[int], cancel: Any) -> np.ndarray:
-        """Put the prompt into sequence 0 (reusing whole cached blocks) and return the logits of
-        its last token. Everything else in the cache is dropped first, so the new tokens land in
-        the same cells whatever ran before."""
+    def _prefill(self, tokens: list[int], cancel: Any) -> int:
+        """Put the prompt into sequence 0 (reusing whole cached blocks) and return the batch index
+        of its last token, whose logits the first samples are drawn from. Everything else in the
+        cache is dropped first, so the new tokens land in the same cells whatever ran before."""
         common = self.llm.longest_token_prefix(self.cached, tokens)
         reuse = max(0, min(common, len(tokens) - 1)) // self.block * self.block
         self._lib.llama_memory_seq_rm(self.ctx.memory, -1, reuse, -1)
         self.cached = tokens[:reuse]
-        logits = None
+        last = -1
         for start in range(reuse, len(tokens), self.block):
             chunk = tokens[start : start + self.block]
-            last = start + len(chunk) == len(tokens)
-            self._decode([(t, start + j, 0, last and j == len(chunk) - 1) for j, t in enumerate(chunk)], cancel)
-            if last:
-                logits = self._logits(len(chunk) - 1)
+            final = start + len(chunk) == len(tokens)
+            self._decode([(t, start + j, 0, final and j == len(chunk) - 1) for j, t in enumerate(chunk)], cancel)
+            last = len(chunk) - 1
         self.cached = tokens[: len(tokens) // self.block * self.block]
-        assert logits is not None
-        return logits
+        return last
 
     def limits(self, prompt_tokens: int, max_tokens: int) -> tuple[int, int]:
         """(tokens a sample may have, sequences that fit in the cache together beside the prompt).
@@ -160,32 +165,38 @@ class BatchDecoder:
         length, size = self.limits(len(tokens), request.max_tokens)
         for first in range(0, request.n, size):
             indices = range(first, min(request.n, first + size))
-            seqs = [Sequence(i, np.random.default_rng(base_seed + i)) for i in indices]
-            done += self._group(tokens, seqs, request.model_copy(update={"max_tokens": length}), cancel, emit)
+            seqs = [Sequence(i, make_sampler(request.temperature, request.top_p, base_seed + i)) for i in indices]
+            try:
+                done += self._group(tokens, seqs, request.model_copy(update={"max_tokens": length}), cancel, emit)
+            finally:
+                for s in seqs:
+                    s.sampler.close()
         return done
 
     def _group(
         self, tokens: list[int], seqs: list[Sequence], request: GenerationRequest, cancel: Any, emit: Emit | None
     ) -> list[Sequence]:
-        logits = self._prefill(tokens, cancel)
+        last = self._prefill(tokens, cancel)
         prompt = len(tokens)
-        mem = self.ctx.memory
+        mem, ctx, lib = self.ctx.memory, self.ctx.ctx, self._lib
         for slot in range(1, len(seqs)):
-            self._lib.llama_memory_seq_cp(mem, 0, slot, -1, -1)
+            lib.llama_memory_seq_cp(mem, 0, slot, -1, -1)
         stops = list(request.stop or [])
         hold = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop
-        rows = {slot: logits for slot in range(len(seqs))}
+        rows = {slot: last for slot in range(len(seqs))}  # each sequence's batch entry to sample from
         try:
             for step in range(request.max_tokens):
-                active = [slot for slot, s in enumerate(seqs) if s.finish_reason is None]
                 entries = []
-                for slot in active:
-                    s, row = seqs[slot], rows[slot]
-                    token = sample_token(row, request.temperature, request.top_p, s.rng)
-                    if self._lib.llama_vocab_is_eog(self.vocab, token):
+                for slot, s in enumerate(seqs):
+                    if s.finish_reason is not None:
+                        continue
+                    token = lib.llama_sampler_sample(s.sampler.sampler, ctx, rows[slot])
+                    if lib.llama_vocab_is_eog(self.vocab, token):
                         s.finish_reason = "stop"
                     else:
-                        self._take(s, token, _log_softmax_at(row, token), stops, request.max_tokens)
+                        # Only asked-for log-probabilities are computed: a softmax over the vocabulary per token.
+                        logprob = _log_softmax_at(self._logits(rows[slot]), token) if request.logprobs else 0.0
+                        self._take(s, token, logprob, stops, request.max_tokens)
                         if s.finish_reason is None:
                             entries.append((token, prompt + step, slot, True))
                     if emit is not None:
@@ -196,14 +207,14 @@ class BatchDecoder:
                 if not entries:
                     break
                 self._decode(entries, cancel)
-                rows = {slot: self._logits(i) for i, (_, _, slot, _) in enumerate(entries)}
+                rows = {slot: i for i, (_, _, slot, _) in enumerate(entries)}
             for s in seqs:
                 s.finish_reason = s.finish_reason or "length"
         finally:
             # The prompt stays cached in sequence 0; every sample's own tokens go.
             for slot in range(1, len(seqs)):
-                self._lib.llama_memory_seq_rm(mem, slot, -1, -1)
-            self._lib.llama_memory_seq_rm(mem, 0, prompt, -1)
+                lib.llama_memory_seq_rm(mem, slot, -1, -1)
+            lib.llama_memory_seq_rm(mem, 0, prompt, -1)
         return seqs
 
     def _take(self, s: Sequence, token: int, logprob: float, stops: list[str], max_tokens: int) -> None:
