@@ -5,7 +5,10 @@ vLLM server:
   * per-sample:  each sample its own request, one after another (a backend without `n`);
   * n=8:         one request with n=8 per question (the engine merges the samples), questions in turn;
   * n=8 x 16:    the same, with 16 questions in flight (the server batches them).
-For each: wall time, prompt tokens the server processed and how many of them its prefix cache
+Two more modes (`--rounds`) measure adaptive stopping's rounds, each of them a request: SC@16 as
+one n=16 request per question against SC@16 with the dirichlet rule (3 samples, then 1 a round),
+16 questions in flight. Every round sends the whole prompt again; the prefix cache serves it.
+For each: wall time, requests and samples, prompt tokens the server processed and how many of them its prefix cache
 served (its Prometheus counters `vllm:prompt_tokens_total` and `vllm:prompt_tokens_cached_total`),
 generated tokens, accuracy; then the ratios to the per-sample run. The prefix cache is emptied
 before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`, set for a server this
@@ -16,6 +19,7 @@ script starts), so no run inherits another's cache.
     python -m reasoner.bench.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
                                                                               # gathers every run in the file
     python -m reasoner.bench.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
+    python -m reasoner.bench.vllm_throughput --rounds --questions 50 [--server-arg=--no-enable-prefix-caching]
 """
 
 from __future__ import annotations
@@ -39,13 +43,26 @@ from reasoner.backends.http import OpenAIBackend
 from reasoner.data import Problem, load_gsm8k
 from reasoner.strategy import get_strategy
 
-SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class Mode:
+    samples: int
+    native_n: bool  # one request with n=samples; else each sample its own request
+    in_flight: int  # requests
+    questions_in_flight: int
+    stopping: str = "none"
+
+
 MODES = {
-    # name: (native n, requests in flight, questions in flight)
-    "per-sample": (False, 1, 1),
-    "n=8": (True, 64, 1),
-    "n=8 x 16": (True, 64, 16),
+    "per-sample": Mode(8, False, 1, 1),
+    "n=8": Mode(8, True, 64, 1),
+    "n=8 x 16": Mode(8, True, 64, 16),
+    "SC@16, one n=16 request": Mode(16, True, 64, 16),
+    "SC@16, dirichlet rounds": Mode(16, True, 64, 16, "dirichlet"),
 }
+ROUND_MODES = ["SC@16, one n=16 request", "SC@16, dirichlet rounds"]
+DEFAULT_MODES = [m for m in MODES if m not in ROUND_MODES]
 _COUNTER = re.compile(r"^(vllm:[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
@@ -58,6 +75,8 @@ class Run:
     generated_tokens: float
     correct: int
     questions: int
+    requests: int = 0  # HTTP requests the client sent (0: not recorded, a run from before they were)
+    samples: int = 0
 
 
 def counters(base_url: str) -> dict[str, float]:
@@ -77,16 +96,18 @@ def reset_prefix_cache(base_url: str) -> bool:
 
 
 async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem], max_tokens: int, seed: int) -> Run:
-    native_n, in_flight, questions_in_flight = MODES[mode]
-    strategy = get_strategy("self-consistency", samples=SAMPLES, max_tokens=max_tokens, seed=seed)
-    backend = OpenAIBackend(base_url, model, max_in_flight=in_flight, stall_timeout_s=1800, deadline_s=None)
-    backend.supports_n = native_n  # without it the engine sends each sample as a request of its own
-    gate = asyncio.Semaphore(questions_in_flight)
+    spec = MODES[mode]
+    strategy = get_strategy("self-consistency", samples=spec.samples, stopping=spec.stopping, max_tokens=max_tokens, seed=seed)
+    backend = OpenAIBackend(base_url, model, max_in_flight=spec.in_flight, stall_timeout_s=1800, deadline_s=None)
+    backend.supports_n = spec.native_n  # without it the engine sends each sample as a request of its own
+    gate = asyncio.Semaphore(spec.questions_in_flight)
 
-    async def one(problem: Problem) -> bool:
+    async def one(problem: Problem) -> tuple[bool, int, int]:
         async with gate:
             solution = await strategy.solve(problem.question, backend)
-        return is_correct(solution.answer, problem.gold)
+        if solution.error:
+            raise RuntimeError(f"{mode}: {solution.error}")
+        return is_correct(solution.answer, problem.gold), solution.usage.calls, solution.details.get("samples_drawn", 0)
 
     before = counters(base_url)
     started = time.perf_counter()
@@ -105,19 +126,21 @@ async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem]
         prompt_tokens=delta("vllm:prompt_tokens_total"),
         cached_tokens=delta("vllm:prompt_tokens_cached_total"),
         generated_tokens=delta("vllm:generation_tokens_total"),
-        correct=sum(results),
+        correct=sum(r[0] for r in results),
         questions=len(problems),
+        requests=sum(r[1] for r in results),
+        samples=sum(r[2] for r in results),
     )
 
 
 def report(runs: list[Run], console: Console) -> None:
     base = runs[0]
     table = Table(
-        title=f"self-consistency, {SAMPLES} samples, {base.questions} GSM8K questions, one vLLM server",
+        title=f"self-consistency over few-shot CoT, {base.questions} GSM8K questions, one vLLM server",
         caption=f"speed-up and computed prompt tokens relative to {base.mode}",
     )
-    for column in ("mode", "wall s", "prompt tokens", "of them cached", "computed", "generated", "accuracy",
-                   "speed-up", "computed ratio"):  # fmt: skip
+    for column in ("mode", "wall s", "requests", "samples", "prompt tokens", "of them cached", "computed", "generated",
+                   "accuracy", "speed-up", "computed ratio"):  # fmt: skip
         table.add_column(column, justify="left" if column == "mode" else "right")
     for run in runs:
         computed = run.prompt_tokens - run.cached_tokens
@@ -125,6 +148,8 @@ def report(runs: list[Run], console: Console) -> None:
         table.add_row(
             run.mode,
             f"{run.wall_s:.1f}",
+            f"{run.requests:,}" if run.requests else "-",
+            f"{run.samples:,}" if run.samples else "-",
             f"{run.prompt_tokens:,.0f}",
             f"{run.cached_tokens:,.0f}",
             f"{computed:,.0f}",
@@ -144,13 +169,13 @@ async def main_async(args: argparse.Namespace, base_url: str, console: Console) 
             model = (await probe.list_models())[0]
     problems = load_gsm8k("test", args.data)[: args.questions]
     runs = []
-    for mode in args.mode or list(MODES):
+    for mode in args.mode or (ROUND_MODES if args.rounds else DEFAULT_MODES):
         cleared = reset_prefix_cache(base_url)
         console.print(f"{mode}: {len(problems)} questions" + ("" if cleared else " (prefix cache not reset)"))
         run = await run_mode(mode, base_url, model, problems, args.max_tokens, args.seed)
         runs.append(run)
         console.print(
-            f"  {run.wall_s:.1f} s; prompt tokens {run.prompt_tokens:,.0f} ({run.cached_tokens:,.0f} cached); "
+            f"  {run.wall_s:.1f} s; {run.requests:,} requests, {run.samples:,} samples; prompt tokens {run.prompt_tokens:,.0f} ({run.cached_tokens:,.0f} cached); "
             f"generated {run.generated_tokens:,.0f}; {run.correct}/{run.questions} correct",
             highlight=False,
         )
@@ -173,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="GSM8K folder (default: $REASONER_GSM8K, else a cached download)")
     parser.add_argument("--mode", action="append", choices=list(MODES), help="run only this mode (repeatable)")
+    parser.add_argument("--rounds", action="store_true", help="run the two adaptive-rounds modes (SC@16 one request, dirichlet rounds)")
     parser.add_argument("--out", help="a JSONL file each finished run is appended to; the table shows all its runs")
     parser.add_argument("--server-log", help="where the server this script starts writes its log")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
