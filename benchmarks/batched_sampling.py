@@ -92,8 +92,6 @@ async def sampling_table(ns: list[int], max_tokens: int, threads: int | None, se
 
 def step_table(threads: int | None, steps: int = 32) -> Table:
     """llama_decode alone on a batch context: ms per step of k sequences, one token each."""
-    import llama_cpp
-
     from reasoner.backends.local_batch import BatchDecoder
 
     backend = LlamaCppBackend(n_threads=threads)
@@ -107,17 +105,13 @@ def step_table(threads: int | None, steps: int = 32) -> Table:
     times: dict[int, float] = {}
     try:
         decoder._prefill(tokens, cancel)
-        mem = decoder.ctx.memory
         for k in STEP_SIZES:
-            for slot in range(1, k):
-                llama_cpp.llama_memory_seq_cp(mem, 0, slot, -1, -1)
+            decoder.fork(k)
             start = time.perf_counter()
             for step in range(steps):
                 decoder._decode([(100 + slot, len(tokens) + step, slot, True) for slot in range(k)], cancel)
             times[k] = (time.perf_counter() - start) / steps * 1000
-            for slot in range(1, k):
-                llama_cpp.llama_memory_seq_rm(mem, slot, -1, -1)
-            llama_cpp.llama_memory_seq_rm(mem, 0, len(tokens), -1)
+            decoder.release(k, len(tokens))
     finally:
         decoder.close()
     for k, ms in times.items():

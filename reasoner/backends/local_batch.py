@@ -178,9 +178,8 @@ class BatchDecoder:
     ) -> list[Sequence]:
         last = self._prefill(tokens, cancel)
         prompt = len(tokens)
-        mem, ctx, lib = self.ctx.memory, self.ctx.ctx, self._lib
-        for slot in range(1, len(seqs)):
-            lib.llama_memory_seq_cp(mem, 0, slot, -1, -1)
+        ctx, lib = self.ctx.ctx, self._lib
+        self.fork(len(seqs))
         stops = list(request.stop or [])
         hold = max((len(s) for s in stops), default=1) - 1  # text that may still become a stop
         rows = {slot: last for slot in range(len(seqs))}  # each sequence's batch entry to sample from
@@ -211,11 +210,19 @@ class BatchDecoder:
             for s in seqs:
                 s.finish_reason = s.finish_reason or "length"
         finally:
-            # The prompt stays cached in sequence 0; every sample's own tokens go.
-            for slot in range(1, len(seqs)):
-                lib.llama_memory_seq_rm(mem, slot, -1, -1)
-            lib.llama_memory_seq_rm(mem, 0, prompt, -1)
+            self.release(len(seqs), prompt)
         return seqs
+
+    def fork(self, sequences: int) -> None:
+        """Share the prompt in sequence 0 with sequences 1..sequences-1."""
+        for slot in range(1, sequences):
+            self._lib.llama_memory_seq_cp(self.ctx.memory, 0, slot, -1, -1)
+
+    def release(self, sequences: int, prompt: int) -> None:
+        """Drop every sample's own tokens; the prompt stays cached in sequence 0."""
+        for slot in range(1, sequences):
+            self._lib.llama_memory_seq_rm(self.ctx.memory, slot, -1, -1)
+        self._lib.llama_memory_seq_rm(self.ctx.memory, 0, prompt, -1)
 
     def _take(self, s: Sequence, token: int, logprob: float, stops: list[str], max_tokens: int) -> None:
         s.tokens.append(token)
