@@ -7,10 +7,13 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from reasoner.backends.errors import ServerError
+from reasoner.backends.errors import BackendConnectionError, ServerError
 from reasoner.backends.http import OpenAIBackend
+from reasoner.backends.routing import Router
+from reasoner.backends.transports import Call, Reply, Transport
 from reasoner.backends.spec import open_backend
 from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 from reasoner.strategy import get_strategy
@@ -97,6 +100,40 @@ async def test_cool_down_doubles_while_a_replica_keeps_failing(pair: tuple[FakeO
         router.succeeded(replica)
         router.failed(replica, "refused")
         assert replica.down_until - router.clock() == 1.0
+
+
+async def test_a_late_reply_to_a_call_sent_before_a_failure_does_not_bring_the_replica_back() -> None:
+    """A server killed with replies already on the wire: those replies arrive after its calls failed."""
+    release = asyncio.Event()
+
+    class Dying(Transport):
+        async def send(self, call: Call) -> Reply:
+            if call.path == "/slow":
+                await release.wait()  # answered before the crash, read after it
+                return Reply(status=200, headers=httpx.Headers())
+            raise BackendConnectionError("connection refused")
+
+    class Healthy(Transport):
+        async def send(self, call: Call) -> Reply:
+            return Reply(status=200, headers=httpx.Headers())
+
+    router = Router([("a", Healthy()), ("b", Dying())])
+    router.clock = Clock()
+    router.turn = 0  # the first call goes to b
+    slow = asyncio.create_task(router.send(Call("POST", "/slow")))
+    await asyncio.sleep(0)
+    assert router.replicas[1].in_flight == 1
+    router.turn = 0  # with a as busy as b, the tie goes to b again
+    router.replicas[0].in_flight += 1
+    with pytest.raises(BackendConnectionError):
+        await router.send(Call("POST", "/fast"))
+    router.replicas[0].in_flight -= 1
+    release.set()
+    await slow
+
+    b = router.replicas[1]
+    assert b.failures == 1 and b.down_until > router.clock()  # still skipped
+    assert router.pick() is router.replicas[0]
 
 
 async def test_a_replica_stopped_mid_run_is_skipped_and_the_run_completes(

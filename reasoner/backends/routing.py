@@ -26,6 +26,8 @@ class Replica:
     in_flight: int = 0
     failures: int = 0  # in a row
     down_until: float = 0.0
+    # Counts failures ever; a reply to a call sent before the latest one says nothing of the replica now.
+    epoch: int = 0
 
 
 class Router(Transport):
@@ -63,6 +65,7 @@ class Router(Transport):
         if replica.down_until > now:
             return  # its other calls in flight failed too: one failure, not many
         replica.failures += 1
+        replica.epoch += 1
         cool_down = min(MAX_COOL_DOWN_S, 2.0 ** (replica.failures - 1))
         replica.down_until = now + cool_down
         if len(self.replicas) > 1:
@@ -81,6 +84,7 @@ class Router(Transport):
     async def send(self, call: Call) -> Reply:
         replica = self.pick()
         replica.in_flight += 1
+        epoch = replica.epoch
         try:
             reply = await replica.transport.send(call)
         except BackendError as exc:
@@ -92,7 +96,8 @@ class Router(Transport):
         except BaseException:
             replica.in_flight -= 1
             raise
-        self.succeeded(replica)
+        if epoch == replica.epoch:
+            self.succeeded(replica)
         if not call.stream:
             replica.in_flight -= 1
             return reply
