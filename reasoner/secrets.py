@@ -84,3 +84,46 @@ def scrub_obj(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [scrub_obj(v) for v in value]
     return value
+
+
+class StreamScrubber:
+    """`scrub` for text that arrives in pieces (a stream's tokens), where a secret is split
+    across several: text that may be the start of a secret is held back until the pieces after
+    it show whether it is one, then emitted masked or as it was. `flush` at the stream's end.
+    (A URL's password is masked only where the URL arrives within one piece.)"""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """What of the text so far can be shown now, masked."""
+        text = self._held + piece
+        pattern = _pattern
+        if pattern is None:
+            self._held = ""
+            return scrub(text)
+        cut = len(text) - _secret_start(text)
+        # Never cut through a whole secret: the part shown would give its beginning away.
+        for match in pattern.finditer(text):
+            if match.start() < cut < match.end():
+                cut = match.start()
+        self._held = text[cut:]
+        return scrub(text[:cut])
+
+    def flush(self) -> str:
+        """The text held back, masked: the stream has ended, so nothing can complete it."""
+        text, self._held = self._held, ""
+        return scrub(text)
+
+
+def _secret_start(text: str) -> int:
+    """The length of the longest end of `text` that is the beginning (not the whole) of a secret."""
+    with _lock:
+        known = list(_secrets)
+    longest = 0
+    for secret in known:
+        for size in range(min(len(secret) - 1, len(text)), longest, -1):
+            if text.endswith(secret[:size]):
+                longest = size
+                break
+    return longest

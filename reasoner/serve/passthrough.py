@@ -19,6 +19,7 @@ from reasoner.backends.http import OpenAIBackend
 from reasoner.backends.transports import Call
 from reasoner.serve import responses
 from reasoner.serve.errors import bad_request
+from reasoner.serve.masking import EventMasker
 from reasoner.serve.schemas import ChatRequest, CompletionRequest
 from reasoner.types import Choice, Completion, GenerationRequest, Message, ToolCall, Usage
 
@@ -71,9 +72,13 @@ class ForwardedStream:
             raise
 
     async def events(self) -> AsyncIterator[bytes]:
+        masker = EventMasker()
         try:
             async for line in self._reply.lines():
-                yield f"{secrets.scrub(line)}\n".encode()
+                for out in masker.line(line):
+                    yield f"{out}\n".encode()
+            for out in masker.leftovers():
+                yield f"{out}\n".encode()
         finally:
             await self.aclose()
 
@@ -151,12 +156,18 @@ async def stream(backend: Backend, request: ChatRequest | CompletionRequest, kin
     rid, model = responses.new_id(kind), request.model
     if kind == "chat":
         yield responses.sse(responses.chunk_json(kind, rid, model, role=True, text=""))
+    # A token at a time: a secret in the text comes in pieces, so each choice's text is masked as it grows.
+    masks: dict[int, secrets.StreamScrubber] = {}
     async for piece in backend.stream(generation_request(request)):
         if piece.completion is None:
-            if piece.text:
-                yield responses.sse(responses.chunk_json(kind, rid, model, index=piece.index, text=piece.text))
+            text = masks.setdefault(piece.index, secrets.StreamScrubber()).feed(piece.text) if piece.text else ""
+            if text:
+                yield responses.sse(responses.chunk_json(kind, rid, model, index=piece.index, text=text))
             continue
         for i, choice in enumerate(piece.completion.choices):
+            held = masks.pop(i).flush() if i in masks else ""
+            if held:
+                yield responses.sse(responses.chunk_json(kind, rid, model, index=i, text=held))
             yield responses.sse(responses.chunk_json(kind, rid, model, index=i, finish=_finish(choice), tool_calls=tool_calls_json(choice)))
         if request.include_usage():
             yield responses.sse(responses.chunk_json(kind, rid, model, usage=usage_of(piece.completion)))

@@ -114,10 +114,12 @@ class Completed:
 
 
 def complete(
-    body: dict[str, Any], chat: bool, responder: Responder, logprob_fn: LogprobFn | None, model: str, serial: int, n_cap: int | None
+    body: dict[str, Any], chat: bool, responder: Responder, logprob_fn: LogprobFn | None, model: str, serial: int, n_cap: int | None,
+    token_chars: int | None = None,
 ) -> Completed:
     """Answer a completion request body the way a real server would; `n_cap` limits the choices
-    (a server that ignores `n` answers 1)."""
+    (a server that ignores `n` answers 1); `token_chars` splits words longer than that into
+    several tokens, as a subword tokenizer does."""
     n = body.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise BadRequest("`n` must be a positive integer")
@@ -141,7 +143,7 @@ def complete(
         reply = responder(body, index)
         # A responder may answer a chat request with native tool calls instead of text.
         calls = reply.tool_calls if isinstance(reply, FakeToolCalls) else None
-        text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens)  # type: ignore[union-attr,arg-type]
+        text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens, token_chars)  # type: ignore[union-attr,arg-type]
         tool_calls = None
         if chat and calls:
             finish_reason = "tool_calls"
@@ -169,13 +171,13 @@ def prompt_text(prompt: Any) -> str:
     return ""
 
 
-def _finish(text: str, stops: list[str], max_tokens: Any) -> tuple[str, str, list[str]]:
+def _finish(text: str, stops: list[str], max_tokens: Any, token_chars: int | None = None) -> tuple[str, str, list[str]]:
     """Apply stop sequences and the token budget the way a real server would."""
     finish_reason = "stop"
     cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     if cuts:
         text = text[: min(cuts)]
-    tokens = _TOKEN.findall(text)
+    tokens = (re.compile(rf"\s*\S{{1,{token_chars}}}") if token_chars else _TOKEN).findall(text)
     if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
         tokens = tokens[:max_tokens]
         text = "".join(tokens)

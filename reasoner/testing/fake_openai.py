@@ -77,10 +77,12 @@ class FakeOpenAIServer:
         honour_n: bool = True,
         json_schema: bool = True,
         stream_delay_s: float = 0.0,
+        token_chars: int | None = None,
     ) -> None:
         """`honour_n=False` answers one choice whatever `n` asks (as llama.cpp's servers and Ollama
         do); `json_schema=False` refuses `response_format` json_schema with a 500 (as
-        llama-cpp-python's server does); `stream_delay_s` paces the events of a `stream: true` answer."""
+        llama-cpp-python's server does); `stream_delay_s` paces the events of a `stream: true` answer;
+        `token_chars` cuts words longer than that into several tokens (a streamed key comes in pieces)."""
         self.models = [models] if isinstance(models, str) else list(models)
         if not self.models:
             raise ValueError("FakeOpenAIServer needs at least one model name")
@@ -98,6 +100,7 @@ class FakeOpenAIServer:
         self.honour_n = honour_n
         self.json_schema = json_schema
         self.stream_delay_s = stream_delay_s
+        self.token_chars = token_chars
         #: Stream events written, and streams the client hung up on before their end.
         self.stream_events_sent = 0
         self.streams_cancelled = 0
@@ -345,7 +348,8 @@ class FakeOpenAIServer:
         if not self.json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
             return error(500, _SCHEMA_REFUSAL, "internal_server_error")
         done = complete(
-            body, chat, self.responder, self.logprob_fn, self.models[0], self.completions_served, None if self.honour_n else 1
+            body, chat, self.responder, self.logprob_fn, self.models[0], self.completions_served, None if self.honour_n else 1,
+            self.token_chars,
         )
         if not body.get("stream"):
             return json_response(200, done.body())
