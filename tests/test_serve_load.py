@@ -91,6 +91,34 @@ def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
         assert any(event["event"] == "queued" for event in progress)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_beyond_the_queue_a_run_is_refused_at_once_with_a_retry_after(stream: bool) -> None:
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=0.5) as upstream, gateway(upstream, max_runs=1, max_waiting=1) as gw:
+        results: list[tuple[float, httpx.Response]] = []
+        body = {"model": f"few-shot-cot/{MODEL}", "messages": QUESTION, "stream": stream}
+
+        def ask() -> None:
+            started = time.perf_counter()
+            response = httpx.post(f"{gw.base_url}/chat/completions", json=body, timeout=30)
+            results.append((time.perf_counter() - started, response))
+
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: health(gw)["running"] + health(gw)["waiting"] == 2, timeout=10)
+        ask()  # the queue is full: refused without waiting for a place
+        for thread in threads:
+            thread.join(30)
+        waited, refused = results[0]
+        assert refused.status_code == 503 and waited < 0.4
+        assert refused.json()["error"]["code"] == "overloaded" and "--max-waiting 1" in refused.json()["error"]["message"]
+        assert int(refused.headers["retry-after"]) >= 1
+        assert sorted(r.status_code for _, r in results) == [200, 200, 503]
+        assert upstream.completions_served == 2 and health(gw)["refused"] == 1
+        ask()  # room again once the queue has drained
+        assert results[-1][1].status_code == 200
+
+
 def test_a_streamed_strategy_sends_something_at_once_and_keeps_the_line_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     from reasoner.serve import reasoning
 

@@ -37,7 +37,7 @@ class Gateway:
         self.backend = backend
         self.config = config
         self.traces = TraceStore(config.max_traces)
-        self.runner = Runner(backend, self.traces, config.max_runs)
+        self.runner = Runner(backend, self.traces, config.max_runs, config.max_waiting)
         # A sample bank keys its records by its own model string; clients name the model it wraps.
         model = getattr(backend.backend if isinstance(backend, SampleBank) else backend, "model", None)
         #: The name /v1/models lists; the spec answers too (`local`, `vllm:...`).
@@ -129,7 +129,8 @@ class Gateway:
 
     async def health(self, request: Request) -> Response:
         return ScrubbedJSON({"status": "ok", "model": self.model_id, "running": self.runner.running,
-                             "waiting": self.runner.waiting, "max_runs": self.runner.max_runs})  # fmt: skip
+                             "waiting": self.runner.waiting, "max_runs": self.runner.max_runs,
+                             "max_waiting": self.runner.max_waiting, "refused": self.runner.refused})  # fmt: skip
 
 
 def _upstream(work: Any) -> Any:

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key", help="clients must send `Authorization: Bearer KEY` (default: $REASONER_SERVE_API_KEY)")
     group.add_argument("--max-runs", type=int, default=16, metavar="N",
                        help="strategy runs at once; more requests wait their turn (default 16)")
+    group.add_argument("--max-waiting", type=int, default=128, metavar="N",
+                       help="strategy runs that may wait; beyond them a request gets 503 with Retry-After (default 128)")
     group.add_argument("--answer", choices=("reasoning", "final"), default="reasoning",
                        help="message content: the chosen reasoning, or only the final answer (default reasoning)")
     group.add_argument("--max-body-bytes", type=int, default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace, backend_options: dict[str, Any], console: Cons
     try:
         config = ServeConfig(
             model=args.model, host=args.host, port=args.port, api_key=key_from_env(args.api_key), max_runs=args.max_runs,
+            max_waiting=args.max_waiting,
             answer=args.answer, limits=Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens_limit),
             bank=args.bank, bank_mode=args.bank_mode,
         ).checked()  # fmt: skip

@@ -27,6 +27,7 @@ class ServeConfig(BaseModel):
     #: Clients must send `Authorization: Bearer KEY`; required to bind beyond loopback.
     api_key: SecretStr | None = None
     max_runs: int = Field(16, ge=1, description="strategy runs at once; more wait in a queue")
+    max_waiting: int = Field(128, ge=0, description="strategy runs waiting for a place; more are refused with 503")
     max_traces: int = Field(256, ge=1, description="traces kept for GET /v1/traces/{id}")
     answer: Literal["reasoning", "final"] = "reasoning"
     limits: Limits = Field(default_factory=Limits)

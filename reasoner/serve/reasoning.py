@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -82,17 +83,35 @@ class Outcome:
 
 
 class Runner:
-    """Runs strategies on one backend, at most `max_runs` at once; the rest wait their turn."""
+    """Runs strategies on one backend, at most `max_runs` at once; up to `max_waiting` more wait
+    their turn, and beyond that a request is refused at once (503 with a Retry-After) rather than
+    held for as long as the queue takes, with its memory and its client's connection."""
 
-    def __init__(self, backend: Backend, traces: TraceStore, max_runs: int = 16) -> None:
+    def __init__(self, backend: Backend, traces: TraceStore, max_runs: int = 16, max_waiting: int = 128) -> None:
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be 0 or more, got {max_waiting}")
         self.backend = backend
         self.traces = traces
         self.max_runs = max_runs
+        self.max_waiting = max_waiting
         self.running = 0
         self.waiting = 0
+        self.refused = 0
+        self._mean_run_s: float | None = None
         self._slots: asyncio.Semaphore | None = None
+
+    def admit(self) -> None:
+        """Refuse a run the queue has no room for, before the response starts (so a stream still
+        gets its status). The Retry-After is about when a run ends and a place frees up."""
+        if self.running + self.waiting < self.max_runs + self.max_waiting:
+            return
+        self.refused += 1
+        retry_after = max(1, math.ceil((self._mean_run_s or 1.0) / self.max_runs))
+        raise APIError(503, f"the gateway is busy: {self.running} strategy runs going and {self.waiting} waiting, the most it "
+                       f"queues (--max-runs {self.max_runs}, --max-waiting {self.max_waiting}); try again in about {retry_after} s",
+                       type="server_error", code="overloaded", headers={"Retry-After": str(retry_after)})  # fmt: skip
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -112,6 +131,7 @@ class Runner:
         finally:
             self.waiting -= 1
         self.running += 1
+        began = time.perf_counter()
         try:
             say({"event": "run.start", "strategy": strategy.name, "t": _since(started)})
             backend = Recording(self.backend)
@@ -129,6 +149,8 @@ class Runner:
         finally:
             self.running -= 1
             self.slots.release()
+            took = time.perf_counter() - began
+            self._mean_run_s = took if self._mean_run_s is None else 0.8 * self._mean_run_s + 0.2 * took
         trace_id = self.traces.add({
             "created": int(time.time()), "model": route.model, "strategy": route.strategy, "options": route.options,
             "settings": strategy.settings(), "question": question, "answer": solution.answer, "text": solution.text,
@@ -146,6 +168,7 @@ class Runner:
         self, route: Route, request: ChatRequest | CompletionRequest, kind: responses.Kind, answer_mode: str
     ) -> dict[str, Any]:
         strategy, question = strategy_for(route, request), question_of(request)
+        self.admit()
         outcome = await self.run(route, strategy, question)
         choice = responses.choice_json(kind, 0, outcome.content(answer_mode), "stop")
         return responses.response_json(kind, responses.new_id(kind), request.model, [choice], outcome.solution.usage, outcome.extra(route))
@@ -157,6 +180,7 @@ class Runner:
         start is an `error` event (the OpenAI SDK raises it as an APIError). A bad request fails
         here, before any byte is sent, so it still gets its 400."""
         strategy, question = strategy_for(route, request), question_of(request)
+        self.admit()
         return self._stream(route, strategy, question, request, kind, answer_mode, mode)
 
     async def _stream(
