@@ -13,14 +13,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding only our wheel (no dependencies): returns its site-packages."""
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Our wheel, built as pip builds it: the folder it is in, and what the build printed."""
     root = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(root / "dist"), str(REPO)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stdout + build.stderr
+    return root, build.stdout + build.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(built: tuple[Path, str]) -> Path:
+    """A fresh venv holding only our wheel (no dependencies): returns its site-packages."""
+    root = built[0]
     (wheel,) = (root / "dist").glob("reasoner-*.whl")
     venv.create(root / "venv", with_pip=False)
     python = root / "venv" / "bin" / "python"
@@ -31,6 +38,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert install.returncode == 0, install.stdout + install.stderr
     return site
+
+
+def test_the_build_uses_nothing_the_build_backend_has_deprecated(built: tuple[Path, str]) -> None:
+    # setuptools gave `license = {text = ...}` an end date (2027-02-18), after which it fails the build.
+    assert "deprecated" not in built[1].lower(), built[1]
 
 
 def test_the_wheel_adds_no_top_level_name_but_reasoner(installed: Path) -> None:
