@@ -341,16 +341,19 @@ def plot(summary: dict[str, Any], path: Path) -> str:
     except ImportError:
         return "No plot: matplotlib is not installed (`pip install 'reasoner[report]'`)."
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, f in summary["strategies"].items():
-        if not f["n"]:
-            continue
-        x = f["prompt_tokens_per_question"] + f["completion_tokens_per_question"]
+    points = [(label, f["prompt_tokens_per_question"] + f["completion_tokens_per_question"], f)
+              for label, f in summary["strategies"].items() if f["n"]]  # fmt: skip
+    for label, x, f in points:
         y = f["accuracy"]
         below, above = error_bar(y, f["ci95"])
         ax.errorbar([x], [100 * y], yerr=[[100 * below], [100 * above]], fmt="o", capsize=4)
         ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(6, 4))
-    ax.set_xscale("log")
-    ax.set_xlabel("tokens per question (prompt + completion, log scale)")
+    # A strategy that spent no tokens (every question failed before a call) has no place on a log
+    # axis: it would vanish from the plot without a word.
+    log = bool(points) and all(x > 0 for _, x, _ in points)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"tokens per question (prompt + completion{', log scale' if log else ''})")
     ax.set_ylabel("accuracy (%), 95% Wilson interval")
     ax.set_title(f"{summary['benchmark']}: accuracy against cost")
     ax.grid(True, alpha=0.3)

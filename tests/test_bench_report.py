@@ -4,8 +4,11 @@ lm-eval's chain-of-thought strict rule and which task each strategy follows."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from reasoner.bench.lm_eval import cot_strict, task_for
 from reasoner.bench.record import Record
@@ -66,6 +69,21 @@ def test_report_and_plot_at_zero_and_full_accuracy(tmp_path: Path) -> None:
     assert f["zero-shot-cot"]["accuracy"] == 1.0 and f["zero-shot-cot"]["ci95"][1] == 1.0
     assert (run / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "summary.json").exists() and "![accuracy" in (run / "report.md").read_text()
+
+
+def test_a_strategy_that_spent_no_tokens_is_still_on_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    run = make_run(tmp_path / "run", {"few-shot-cot": [False] * 3, "zero-shot-cot": [True] * 3})
+    rows = [json.loads(line) | {"prompt_tokens": 0, "completion_tokens": 0} for line in (run / "results.jsonl").read_text().splitlines()]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scales: list[str] = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (scales.append(fig.axes[0].get_xscale()), savefig(fig, *a, **k)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was: "Data has no positive values, and therefore cannot be log-scaled"
+        write_report(run)
+    assert scales == ["linear"]  # on a log axis its points were not drawn at all
 
 
 def test_data_that_is_not_gsm8k_is_named_by_the_data_and_shown_no_published_figures(tmp_path: Path) -> None:
