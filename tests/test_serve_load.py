@@ -59,6 +59,7 @@ def test_a_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGat
     # The client is gone (its connection closed, no answer read): within a second nothing is in flight upstream.
     assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
     assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
+    assert wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=1.0) < 1.0  # its place is given back
 
 
 @pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
@@ -70,6 +71,7 @@ def test_a_streaming_client_that_hangs_up_cancels_every_upstream_request(gw: Bac
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")
     assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
     assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
+    assert wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=1.0) < 1.0  # its place is given back
 
 
 def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
@@ -117,6 +119,31 @@ def test_beyond_the_queue_a_run_is_refused_at_once_with_a_retry_after(stream: bo
         assert upstream.completions_served == 2 and health(gw)["refused"] == 1
         ask()  # room again once the queue has drained
         assert results[-1][1].status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_plain_requests_beyond_the_backend_bound_and_the_queue_are_refused(stream: bool) -> None:
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=1.5) as upstream, \
+            gateway(upstream, max_waiting=1, backend={"max_in_flight": 1}) as gw:  # fmt: skip
+        results: list[httpx.Response] = []
+        body = {"model": MODEL, "messages": QUESTION, "stream": stream}
+
+        def ask() -> None:
+            results.append(httpx.post(f"{gw.base_url}/chat/completions", json=body, timeout=30))
+
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: health(gw)["passthrough"]["open"] == 2, timeout=10)  # one in flight, one waiting
+        ask()
+        for thread in threads:
+            thread.join(30)
+        refused = results[0]
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["retry-after"] == "1"
+        assert sorted(r.status_code for r in results) == [200, 200, 503]
+        assert upstream.completions_served == 2
+        assert health(gw)["passthrough"] == {"open": 0, "refused": 1}  # every response ended gave its place back
 
 
 def test_a_streamed_strategy_sends_something_at_once_and_keeps_the_line_alive(monkeypatch: pytest.MonkeyPatch) -> None:

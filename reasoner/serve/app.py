@@ -43,6 +43,9 @@ class Gateway:
         #: The name /v1/models lists; the spec answers too (`local`, `vllm:...`).
         self.model_id = model if isinstance(model, str) and model else config.model
         self.served = {self.model_id, config.model}
+        #: Plain (passthrough) requests open, and those refused for want of room.
+        self.passing = 0
+        self.refused_passthrough = 0
 
     def authorize(self, request: Request) -> None:
         key = self.config.api_key_value()
@@ -93,24 +96,43 @@ class Gateway:
     def _passthrough(self, parsed: Any, data: dict[str, Any], kind: responses.Kind) -> Response:
         backend = self.backend
         path = "/chat/completions" if kind == "chat" else "/completions"
+        try:
+            self._admit_passthrough()
+        except APIError as exc:
+            return error_response(exc)
+        done = self._passthrough_done
         if isinstance(backend, OpenAIBackend):
             if not parsed.stream:
-                return Watched(_upstream(lambda: passthrough.forward(backend, path, data, parsed.model)))
+                return Watched(_upstream(lambda: passthrough.forward(backend, path, data, parsed.model)), done)
 
             async def start_forwarded() -> AsyncIterator[bytes]:
                 stream = passthrough.ForwardedStream(backend, path, data)
                 await _upstream(stream.start)()
                 return _upstream_stream(stream.events())
 
-            return EventStream(start_forwarded)
+            return EventStream(start_forwarded, done)
         if not parsed.stream:
-            return Watched(_upstream(lambda: passthrough.generate(backend, parsed, kind)))
+            return Watched(_upstream(lambda: passthrough.generate(backend, parsed, kind)), done)
 
         async def start_translated() -> AsyncIterator[bytes]:
             passthrough.generation_request(parsed)  # a bad field fails before the status is sent
             return _upstream_stream(passthrough.stream(backend, parsed, kind))
 
-        return EventStream(start_translated)
+        return EventStream(start_translated, done)
+
+    def _admit_passthrough(self) -> None:
+        """Plain requests share the backend's in-flight bound; beyond it, at most `max_waiting`
+        wait, as strategy runs do, and the rest are refused at once with 503."""
+        limit = self.backend.max_in_flight + self.config.max_waiting
+        if self.passing >= limit:
+            self.refused_passthrough += 1
+            raise APIError(503, f"the gateway is busy: {self.passing} plain requests open, the most it takes (the backend's "
+                           f"{self.backend.max_in_flight} in flight and --max-waiting {self.config.max_waiting}); try again shortly",
+                           type="server_error", code="overloaded", headers={"Retry-After": "1"})  # fmt: skip
+        self.passing += 1
+
+    def _passthrough_done(self) -> None:
+        self.passing -= 1
 
     async def models(self, request: Request) -> Response:
         self.authorize(request)
@@ -130,7 +152,8 @@ class Gateway:
     async def health(self, request: Request) -> Response:
         return ScrubbedJSON({"status": "ok", "model": self.model_id, "running": self.runner.running,
                              "waiting": self.runner.waiting, "max_runs": self.runner.max_runs,
-                             "max_waiting": self.runner.max_waiting, "refused": self.runner.refused})  # fmt: skip
+                             "max_waiting": self.runner.max_waiting, "refused": self.runner.refused,
+                             "passthrough": {"open": self.passing, "refused": self.refused_passthrough}})  # fmt: skip
 
 
 def _upstream(work: Any) -> Any:

@@ -66,11 +66,19 @@ async def _race(work: Awaitable[Any], receive: Receive) -> tuple[bool, Any]:
 class Watched(Response):
     """A JSON answer computed by `work`, abandoned if the client hangs up first."""
 
-    def __init__(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, work: Callable[[], Awaitable[dict[str, Any]]], on_done: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.work = work
+        self.on_done = on_done  # called once the response is over, however it ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            if self.on_done is not None:
+                self.on_done()
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def answer() -> Response:
             try:
                 return ScrubbedJSON(await self.work())
@@ -90,11 +98,19 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, start: Callable[[], Awaitable[AsyncIterator[bytes]]]) -> None:
+    def __init__(self, start: Callable[[], Awaitable[AsyncIterator[bytes]]], on_done: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.start = start
+        self.on_done = on_done  # called once the response is over, however it ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            if self.on_done is not None:
+                self.on_done()
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             finished, events = await _race(self.start(), receive)
         except APIError as exc:
