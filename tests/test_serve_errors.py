@@ -170,3 +170,21 @@ def test_the_cli_refuses_a_public_address_without_a_key(capsys: pytest.CaptureFi
     monkeypatch.delenv("REASONER_SERVE_API_KEY", raising=False)
     assert main(["serve", "--model", "http://127.0.0.1:9/v1", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "without an API key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--max-waiting", "-1"], "argument --max-waiting: must be at least 0, got -1"),
+        (["--max-runs", "0"], "argument --max-runs: must be at least 1, got 0"),
+        (["--port", "70000"], "argument --port: must be from 0 to 65535, got 70000"),
+        (["--max-body-bytes", "lots"], "argument --max-body-bytes: expected a whole number, got 'lots'"),
+    ],
+)
+def test_a_bad_number_is_refused_naming_its_flag(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from reasoner.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--model", "http://127.0.0.1:9/v1", *argv])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and says in err and "pydantic" not in err

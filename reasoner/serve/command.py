@@ -6,6 +6,7 @@ Imported by the CLI's parser, so it imports nothing of the `serve` extra until t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -16,19 +17,35 @@ from reasoner.backends.errors import BackendError
 HELP = "an OpenAI-compatible gateway: strategies chosen by the model name (self-consistency/MODEL)"
 
 
+def _whole(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in range, so a bad value is refused naming its flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least or (most is not None and value > most):
+            bound = f"from {least} to {most}" if most is not None else f"at least {least}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("gateway")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key)")
-    group.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    group.add_argument("--port", type=_whole(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     group.add_argument("--api-key", help="clients must send `Authorization: Bearer KEY` (default: $REASONER_SERVE_API_KEY)")
-    group.add_argument("--max-runs", type=int, default=16, metavar="N",
+    group.add_argument("--max-runs", type=_whole(1), default=16, metavar="N",
                        help="strategy runs at once; more requests wait their turn (default 16)")
-    group.add_argument("--max-waiting", type=int, default=128, metavar="N",
+    group.add_argument("--max-waiting", type=_whole(0), default=128, metavar="N",
                        help="strategy runs that may wait; beyond them a request gets 503 with Retry-After (default 128)")
     group.add_argument("--answer", choices=("reasoning", "final"), default="reasoning",
                        help="message content: the chosen reasoning, or only the final answer (default reasoning)")
-    group.add_argument("--max-body-bytes", type=int, default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
-    group.add_argument("--max-tokens-limit", type=int, default=32_768, metavar="N", help="largest max_tokens a request may ask for")
+    group.add_argument("--max-body-bytes", type=_whole(1024), default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
+    group.add_argument("--max-tokens-limit", type=_whole(1), default=32_768, metavar="N", help="largest max_tokens a request may ask for")
     group.add_argument("--bank", metavar="PATH", help="a sample bank file: record every model call there and replay recorded ones")
     group.add_argument("--bank-mode", choices=("record", "replay", "refresh"), default="record",
                        help="with --bank: record (use and record; default), replay (a missing sample is an error), refresh")
