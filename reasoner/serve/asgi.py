@@ -63,22 +63,33 @@ async def _race(work: Awaitable[Any], receive: Receive) -> tuple[bool, Any]:
     return True, task.result()
 
 
-class Watched(Response):
-    """A JSON answer computed by `work`, abandoned if the client hangs up first."""
+class _Watching(Response):
+    """A response that calls `on_done` once it is over, however it ended (sent, failed, or the
+    client gone), so what it holds (a place in a queue) is given back."""
 
-    def __init__(self, work: Callable[[], Awaitable[dict[str, Any]]], on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_done: Callable[[], None] | None) -> None:
         super().__init__()
-        self.work = work
-        self.on_done = on_done  # called once the response is over, however it ended
+        self.on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._answer(scope, receive, send)
+            await self.respond(scope, receive, send)
         finally:
             if self.on_done is not None:
                 self.on_done()
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class Watched(_Watching):
+    """A JSON answer computed by `work`, abandoned if the client hangs up first."""
+
+    def __init__(self, work: Callable[[], Awaitable[dict[str, Any]]], on_done: Callable[[], None] | None = None) -> None:
+        super().__init__(on_done)
+        self.work = work
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def answer() -> Response:
             try:
                 return ScrubbedJSON(await self.work())
@@ -92,25 +103,17 @@ class Watched(Response):
             await response(scope, receive, send)
 
 
-class EventStream(Response):
+class EventStream(_Watching):
     """`text/event-stream` from `start` (which may still fail with an error status) and then the
     event bytes it returns; writing stops and the producer is cancelled when the client leaves."""
 
     media_type = "text/event-stream"
 
     def __init__(self, start: Callable[[], Awaitable[AsyncIterator[bytes]]], on_done: Callable[[], None] | None = None) -> None:
-        super().__init__()
+        super().__init__(on_done)
         self.start = start
-        self.on_done = on_done  # called once the response is over, however it ended
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._stream(scope, receive, send)
-        finally:
-            if self.on_done is not None:
-                self.on_done()
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             finished, events = await _race(self.start(), receive)
         except APIError as exc:
