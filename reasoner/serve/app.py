@@ -22,7 +22,7 @@ from reasoner.backends.http import OpenAIBackend
 from reasoner.serve import passthrough, responses
 from reasoner.serve.asgi import EventStream, ScrubbedJSON, Watched, error_response
 from reasoner.serve.config import ServeConfig
-from reasoner.serve.errors import APIError, bad_request, from_backend
+from reasoner.serve.errors import APIError, bad_request, from_backend, overloaded
 from reasoner.serve.reasoning import Runner
 from reasoner.serve.routes import resolve
 from reasoner.serve.schemas import ChatRequest, CommonRequest, CompletionRequest, check_limits, parse
@@ -126,9 +126,9 @@ class Gateway:
         limit = self.backend.max_in_flight + self.config.max_waiting
         if self.passing >= limit:
             self.refused_passthrough += 1
-            raise APIError(503, f"the gateway is busy: {self.passing} plain requests open, the most it takes (the backend's "
-                           f"{self.backend.max_in_flight} in flight and --max-waiting {self.config.max_waiting}); try again shortly",
-                           type="server_error", code="overloaded", headers={"Retry-After": "1"})  # fmt: skip
+            raise overloaded(f"the gateway is busy: {self.passing} plain requests open, the most it takes (the backend's "
+                             f"{self.backend.max_in_flight} in flight and --max-waiting {self.config.max_waiting}); try again shortly",
+                             1)  # fmt: skip
         self.passing += 1
 
     def _passthrough_done(self) -> None:

@@ -52,6 +52,11 @@ def bad_request(message: str, param: str | None, code: str = "invalid_value") ->
     return APIError(400, message, param=param, code=code)
 
 
+def overloaded(message: str, retry_after: int) -> APIError:
+    """503: no room for the request now; `Retry-After` says when to try again (OpenAI's SDK waits that long)."""
+    return APIError(503, message, type="server_error", code="overloaded", headers={"Retry-After": str(retry_after)})
+
+
 def from_backend(exc: BackendError, *, passthrough: bool = False) -> APIError:
     """The status an upstream failure stands for: 429 rate limited, 504 timed out, 502 otherwise.
 

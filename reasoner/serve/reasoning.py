@@ -17,7 +17,7 @@ from reasoner import secrets
 from reasoner.backends.base import Backend
 from reasoner.prompts import Templates
 from reasoner.serve import responses
-from reasoner.serve.errors import APIError, bad_request, from_backend
+from reasoner.serve.errors import APIError, bad_request, from_backend, overloaded
 from reasoner.serve.recording import Recording
 from reasoner.serve.routes import Route
 from reasoner.serve.schemas import ChatRequest, CompletionRequest
@@ -109,9 +109,9 @@ class Runner:
             return
         self.refused += 1
         retry_after = max(1, math.ceil((self._mean_run_s or 1.0) / self.max_runs))
-        raise APIError(503, f"the gateway is busy: {self.running} strategy runs going and {self.waiting} waiting, the most it "
-                       f"queues (--max-runs {self.max_runs}, --max-waiting {self.max_waiting}); try again in about {retry_after} s",
-                       type="server_error", code="overloaded", headers={"Retry-After": str(retry_after)})  # fmt: skip
+        raise overloaded(f"the gateway is busy: {self.running} strategy runs going and {self.waiting} waiting, the most it "
+                         f"queues (--max-runs {self.max_runs}, --max-waiting {self.max_waiting}); try again in about {retry_after} s",
+                         retry_after)  # fmt: skip
 
     @property
     def slots(self) -> asyncio.Semaphore:
