@@ -20,6 +20,8 @@ MIN_SECRET_LENGTH = 6
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+# The secrets as of the last `register`, read per streamed token without the lock.
+_known: tuple[str, ...] = ()
 
 
 class SecretError(ValueError):
@@ -28,7 +30,7 @@ class SecretError(ValueError):
 
 def register(secret: str | None) -> None:
     """Remember a secret so that `scrub` masks it from now on."""
-    global _pattern
+    global _pattern, _known
     if not secret:
         return
     candidates = {secret, secret.strip()}
@@ -38,7 +40,8 @@ def register(secret: str | None) -> None:
             return
         _secrets.update(added)
         # Longest first, so a key that contains another is masked whole.
-        _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
+        _known = tuple(sorted(_secrets, key=len, reverse=True))
+        _pattern = re.compile("|".join(re.escape(s) for s in _known))
 
 
 def register_url(url: str) -> None:
@@ -118,10 +121,8 @@ class StreamScrubber:
 
 def _secret_start(text: str) -> int:
     """The length of the longest end of `text` that is the beginning (not the whole) of a secret."""
-    with _lock:
-        known = list(_secrets)
     longest = 0
-    for secret in known:
+    for secret in _known:
         for size in range(min(len(secret) - 1, len(text)), longest, -1):
             if text.endswith(secret[:size]):
                 longest = size

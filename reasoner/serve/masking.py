@@ -10,6 +10,7 @@ choice's finish, or in an event of its own before `[DONE]` when the upstream sen
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
 from reasoner import secrets
@@ -25,7 +26,7 @@ class EventMasker:
     or in pieces; lines that are not JSON events are scrubbed as they are."""
 
     def __init__(self) -> None:
-        self._scrubbers: dict[_Key, secrets.StreamScrubber] = {}
+        self._scrubbers: defaultdict[_Key, secrets.StreamScrubber] = defaultdict(secrets.StreamScrubber)
         self._head: dict[str, Any] = {}
 
     def line(self, line: str) -> list[str]:
@@ -62,26 +63,23 @@ class EventMasker:
     def _mask(self, choice: dict[str, Any]) -> None:
         index = choice["index"]
         for path in _TEXTS:
-            text = _get(choice, path)
-            if isinstance(text, str):
-                _put(choice, path, self._scrubber(index, path).feed(text))
+            parent = _get(choice, path[:-1])
+            if isinstance(parent, dict) and isinstance(parent.get(path[-1]), str):
+                parent[path[-1]] = self._scrubbers[index, path].feed(parent[path[-1]])
         delta = choice.get("delta")
         calls = delta.get("tool_calls") if isinstance(delta, dict) else None
         for call in calls if isinstance(calls, list) else ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 key = ("tool_calls", call.get("index", 0))
-                function["arguments"] = self._scrubber(index, key).feed(function["arguments"])
+                function["arguments"] = self._scrubbers[index, key].feed(function["arguments"])
         if choice.get("finish_reason"):
             for (i, path), scrubber in list(self._scrubbers.items()):
                 if i == index:
                     held = scrubber.flush()
                     if held:
-                        _put(choice, path, (_get(choice, path) or "") + held if path[0] != "tool_calls" else held)
+                        _put(choice, path, held)
                     del self._scrubbers[(i, path)]
-
-    def _scrubber(self, index: int, path: tuple[Any, ...]) -> secrets.StreamScrubber:
-        return self._scrubbers.setdefault((index, path), secrets.StreamScrubber())
 
 
 def _data(event: dict[str, Any]) -> str:
@@ -98,8 +96,8 @@ def _get(choice: dict[str, Any], path: tuple[Any, ...]) -> Any:
 
 
 def _put(choice: dict[str, Any], path: tuple[Any, ...], text: str) -> None:
-    """Set a text at `path`, making the dicts on the way; a tool call's arguments are added to
-    the event's tool calls (another piece of them, as streams send them)."""
+    """Add `text` after what is at `path`, making the dicts on the way; a tool call's arguments
+    go to the event's entry for that call, made when it has none."""
     if path[0] == "tool_calls":
         delta = choice.setdefault("delta", {})
         calls = delta.setdefault("tool_calls", [])
@@ -112,4 +110,4 @@ def _put(choice: dict[str, Any], path: tuple[Any, ...], text: str) -> None:
     target = choice
     for step in path[:-1]:
         target = target.setdefault(step, {})
-    target[path[-1]] = text
+    target[path[-1]] = (target.get(path[-1]) or "") + text

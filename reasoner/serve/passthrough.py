@@ -9,6 +9,7 @@ Other backends (the embedded model, vLLM in-process) get the request as a `Gener
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -157,10 +158,10 @@ async def stream(backend: Backend, request: ChatRequest | CompletionRequest, kin
     if kind == "chat":
         yield responses.sse(responses.chunk_json(kind, rid, model, role=True, text=""))
     # A token at a time: a secret in the text comes in pieces, so each choice's text is masked as it grows.
-    masks: dict[int, secrets.StreamScrubber] = {}
+    masks: defaultdict[int, secrets.StreamScrubber] = defaultdict(secrets.StreamScrubber)
     async for piece in backend.stream(generation_request(request)):
         if piece.completion is None:
-            text = masks.setdefault(piece.index, secrets.StreamScrubber()).feed(piece.text) if piece.text else ""
+            text = masks[piece.index].feed(piece.text) if piece.text else ""
             if text:
                 yield responses.sse(responses.chunk_json(kind, rid, model, index=piece.index, text=text))
             continue
