@@ -52,14 +52,7 @@ class Parser(argparse.ArgumentParser):
         self.commands.get(getattr(args, "command", ""), self).error(message)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_positive = serve_command.whole(1)
 
 
 def _seconds(text: str) -> float:

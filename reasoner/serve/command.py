@@ -17,8 +17,9 @@ from reasoner.backends.errors import BackendError
 HELP = "an OpenAI-compatible gateway: strategies chosen by the model name (self-consistency/MODEL)"
 
 
-def _whole(least: int, most: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number in range, so a bad value is refused naming its flag."""
+def whole(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in range, so a bad value is refused naming its flag
+    (the CLI's other commands use it too; it is here because the CLI's parser imports this)."""
 
     def parse(text: str) -> int:
         try:
@@ -36,16 +37,16 @@ def _whole(least: int, most: int | None = None) -> Callable[[str], int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("gateway")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key)")
-    group.add_argument("--port", type=_whole(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
+    group.add_argument("--port", type=whole(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     group.add_argument("--api-key", help="clients must send `Authorization: Bearer KEY` (default: $REASONER_SERVE_API_KEY)")
-    group.add_argument("--max-runs", type=_whole(1), default=16, metavar="N",
+    group.add_argument("--max-runs", type=whole(1), default=16, metavar="N",
                        help="strategy runs at once; more requests wait their turn (default 16)")
-    group.add_argument("--max-waiting", type=_whole(0), default=128, metavar="N",
+    group.add_argument("--max-waiting", type=whole(0), default=128, metavar="N",
                        help="strategy runs that may wait; beyond them a request gets 503 with Retry-After (default 128)")
     group.add_argument("--answer", choices=("reasoning", "final"), default="reasoning",
                        help="message content: the chosen reasoning, or only the final answer (default reasoning)")
-    group.add_argument("--max-body-bytes", type=_whole(1024), default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
-    group.add_argument("--max-tokens-limit", type=_whole(1), default=32_768, metavar="N", help="largest max_tokens a request may ask for")
+    group.add_argument("--max-body-bytes", type=whole(1024), default=1024 * 1024, metavar="N", help="largest request body (default 1 MiB)")
+    group.add_argument("--max-tokens-limit", type=whole(1), default=32_768, metavar="N", help="largest max_tokens a request may ask for")
     group.add_argument("--bank", metavar="PATH", help="a sample bank file: record every model call there and replay recorded ones")
     group.add_argument("--bank-mode", choices=("record", "replay", "refresh"), default="record",
                        help="with --bank: record (use and record; default), replay (a missing sample is an error), refresh")
