@@ -62,7 +62,7 @@ MODES = {
 }
 ROUND_MODES = ["SC@16, one n=16 request", "SC@16, dirichlet rounds"]
 DEFAULT_MODES = [m for m in MODES if m not in ROUND_MODES]
-_COUNTER = re.compile(r"^(vllm:[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+_METRIC = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
 @dataclass
@@ -78,11 +78,12 @@ class Run:
     samples: int = 0
 
 
-def counters(base_url: str) -> dict[str, float]:
-    """The server's token counters, summed over its engines."""
+def metrics(base_url: str) -> dict[str, float]:
+    """The server's metrics (token and request counters, gauges such as requests running), each
+    summed over its engines and labels."""
     text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
     totals: dict[str, float] = {}
-    for name, value in _COUNTER.findall(text):
+    for name, value in _METRIC.findall(text):
         totals[name] = totals.get(name, 0.0) + float(value)
     return totals
 
@@ -108,13 +109,13 @@ async def run_mode(mode: str, base_url: str, model: str, problems: list[Problem]
             raise RuntimeError(f"{mode}: {solution.error}")
         return is_correct(solution.answer, problem.gold), solution.usage.calls, solution.details.get("samples_drawn", 0)
 
-    before = counters(base_url)
+    before = metrics(base_url)
     started = time.perf_counter()
     async with backend:
         results = await asyncio.gather(*(one(p) for p in problems))
     wall = time.perf_counter() - started
     await asyncio.sleep(1.5)  # the server publishes its counters a moment after each step
-    after = counters(base_url)
+    after = metrics(base_url)
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -286,11 +285,11 @@ async def test_a_replica_killed_mid_run_is_skipped_and_the_run_completes(
 ) -> None:
     """Two real vLLM servers behind the router; one is killed (SIGKILL) while it is generating."""
     from reasoner.bench.vllm_cpu_setup import VLLMServer
-    from reasoner.bench.vllm_throughput import counters
+    from reasoner.bench.vllm_throughput import metrics
 
     caplog.set_level(logging.WARNING, logger="reasoner.backends.routing")
     with VLLMServer(vllm_model, log=tmp_path / "doomed.log") as doomed:
-        before = counters(vllm_server.base_url)["vllm:request_success_total"]
+        before = metrics(vllm_server.base_url)["vllm:request_success_total"]
         router = OpenAIBackend([vllm_server.base_url, doomed.base_url], str(vllm_model), backoff_base=0.1)
         async with router:
             # Long enough that the doomed server is mid-generation when it dies, not done and idle
@@ -298,24 +297,17 @@ async def test_a_replica_killed_mid_run_is_skipped_and_the_run_completes(
             ask = GenerationRequest(prompt="Write a long story about the sea.", max_tokens=256, temperature=1.0)
             tasks = [asyncio.create_task(router.generate(ask.model_copy(update={"seed": i}))) for i in range(24)]
             deadline = time.monotonic() + 120
-            while _gauge(doomed.base_url, "vllm:num_requests_running") == 0:
+            while metrics(doomed.base_url).get("vllm:num_requests_running", 0.0) == 0:
                 assert time.monotonic() < deadline, "the doomed replica never got requests"
                 await asyncio.sleep(0.05)
             doomed.kill()
             completions = await asyncio.gather(*tasks)
         await asyncio.sleep(1.5)  # the server publishes its counters a moment after each step
-        served_by_survivor = counters(vllm_server.base_url)["vllm:request_success_total"] - before
+        served_by_survivor = metrics(vllm_server.base_url)["vllm:request_success_total"] - before
 
     assert f"replica {doomed.base_url} failed" in caplog.text
     assert len(completions) == 24 and all(c.choices[0].text for c in completions)
     assert served_by_survivor > 12  # its own half, and the requests the killed replica dropped
-
-
-def _gauge(base_url: str, name: str) -> float:
-    """A gauge from a vLLM server's /metrics, summed over its engines (0 where it has none yet)."""
-    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
-    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", re.M)
-    return sum(float(value) for value in pattern.findall(text))
 
 
 async def test_a_vllm_server_url_is_recognised(served: OpenAIBackend, vllm_model: Path) -> None:
