@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from reasoner.backends.base import Backend
-from reasoner.graph import Capabilities, Ctx, Forward, Graph, NodeFailed, NodeId
+from reasoner.graph import Capabilities, Ctx, Forward, Graph, NodeFailed, NodeId, reason
 from reasoner.types import Completion, GenerationRequest, Usage
 
 MAX_N = 128
@@ -79,6 +78,7 @@ class Engine:
         graph.on_ready = ready
         try:
             while True:
+                await _settle(graph)
                 self._launch(graph, graph.take_ready(), running, t0)
                 if not running:
                     break
@@ -224,6 +224,20 @@ class Engine:
         return [(r.n, result) for r, result in zip(requests, results)]
 
 
+async def _settle(graph: Graph, quiet_ticks: int = 2) -> None:
+    """Let the coroutines that the last results woke add their next calls before any is launched:
+    siblings that go on together (the samples of one `run.gather`) then reach `_launch` together,
+    and identical requests among them merge into one with `n`. A coroutine may need a tick or two
+    to reach its call (it awaits an inner strategy's node), so this waits until `quiet_ticks`
+    ticks in a row add nothing."""
+    quiet, count = 0, graph.ready_count()
+    while quiet < quiet_ticks:
+        await asyncio.sleep(0)
+        now = graph.ready_count()
+        quiet = quiet + 1 if now == count else 0
+        count = now
+
+
 def _batches(members: list[tuple[NodeId, GenerationRequest]]) -> list[list[tuple[NodeId, GenerationRequest]]]:
     batches: list[list[tuple[NodeId, GenerationRequest]]] = [[]]
     size = 0
@@ -246,6 +260,4 @@ def _choice_tokens(part: Completion, choice: Any) -> int:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, NodeFailed):
         return str(exc)
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    loc = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{loc}"
+    return reason(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -134,6 +135,16 @@ class NodeFailed(Exception):
         self.error = error
 
 
+def reason(exc: BaseException) -> str:
+    """What went wrong, for a message: a failed step's cause as it was recorded, or the exception
+    named with where it was raised ("ValueError: … (at pal.py:42)")."""
+    if isinstance(exc, NodeFailed):
+        return exc.error
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    loc = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{loc}"
+
+
 class Graph:
     """A growing DAG of steps: `nx` holds its structure (edges run from a dependency to its
     dependant), `node(id)` each step's record; the records and edges form the trace."""
@@ -242,6 +253,9 @@ class Graph:
 
     def callback(self, node: NodeId) -> Callback:
         return self._root._callbacks[node]
+
+    def ready_count(self) -> int:
+        return len(self._root._ready)
 
     def take_ready(self) -> list[NodeId]:
         root = self._root

@@ -12,17 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from reasoner.backends.base import Backend
 from reasoner.engine import Engine, NodeListener
 from reasoner.graph import Graph, NodeId
+from reasoner.run import Run
 from reasoner.types import Answer, GenerationRequest, Message, Solution
 
 ENTRY_POINT_GROUP = "reasoner.strategies"
 
 
 class Strategy(BaseModel):
-    """A reasoning strategy: its options are the model's fields; `build` lays out its graph.
+    """A reasoning strategy: its options are the model's fields; `forward` is its method.
 
-    `build` adds the strategy's steps to `graph` and returns the node whose output is an `Answer`.
-    Because a strategy only adds nodes, one strategy can be the inner step of another
-    (self-consistency builds its inner strategy k times, each in its own scope of the graph).
+    `forward` is plain async code against a `Run` (`await run.generate(...)`, `run.tool`,
+    `run.verify`, `run.gather` for siblings) that returns an `Answer`; every call is a node of the
+    graph the engine runs, and the graph is the trace. One strategy is the inner step of another
+    through `await run.solve(inner, question, scope=...)` (self-consistency runs its inner
+    strategy k times, each in its own scope of the graph).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,8 +39,13 @@ class Strategy(BaseModel):
     seed: int | None = Field(None, description="sampling seed, for reproducible samples")
     logprobs: bool = Field(False, description="ask for token log-probabilities (for weighted votes)")
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
         raise NotImplementedError
+
+    def build(self, graph: Graph, question: str) -> NodeId:
+        """Lay the strategy out in `graph` as one node (labelled with its name) whose output is its
+        `Answer`; its calls become nodes as it makes them."""
+        return graph.function(Run.body(graph, lambda run: self.forward(run, question)), label=self.name)
 
     def request(self, prompt: str, **overrides: Any) -> GenerationRequest:
         """A text-prompt request with this strategy's sampling settings."""

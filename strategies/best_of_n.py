@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from reasoner.verifiers import Aggregation, Verdict, split_steps
+from reasoner.verifiers import Aggregation, Verdict, VerifierSpec, open_verifier
 from reasoner.strategies.common import inner_strategy, strategy_name
-from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verified, verifier_field, verifier_of
+from reasoner.strategies.stepwise import aggregate_field, judged, succeeded, verifier_field
 
 
 class BestOfN(Strategy):
@@ -31,25 +31,15 @@ class BestOfN(Strategy):
     inner: Annotated[str, strategy_name(excluding="best-of-n", what="inner strategy")] = Field(
         "few-shot-cot", description="the strategy sampled N times (any whose result is an answer)"
     )
-    verifier: str = verifier_field()
+    verifier: VerifierSpec = verifier_field()
     aggregate: Aggregation = aggregate_field()
 
-    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
-
-    def build(self, graph: Graph, question: str) -> NodeId:
-        verifier = verifier_of(self.verifier)
+    async def forward(self, run: Run, question: str) -> Answer:
+        verifier = open_verifier(self.verifier)
         inner = inner_strategy(self, self.inner)
-        samples, verdicts = [], []
-        for i in range(self.samples):
-            scope = graph.scope(f"sample{i}")
-            sample = inner.build(scope, question)
-            samples.append(sample)
-            verdicts.append(verifier.verify(scope, question, lambda ctx, s=sample: split_steps(ctx[s].text), after=[sample]))
-
-        def pick(ctx: Ctx) -> Answer:
-            return choose(verified(ctx, samples, verdicts, "sample"), self.aggregate)
-
-        return graph.function(pick, after=[*samples, *verdicts], label="select", tolerate_failures=True)
+        # The N samples start together: their identical first calls are one request with n=N.
+        scored = await run.gather(*(judged(run.scope(f"sample{i}"), inner, question, verifier) for i in range(self.samples)), tolerate=True)
+        return choose(succeeded(scored, "sample"), self.aggregate)
 
 
 def choose(scored: list[tuple[Answer, Verdict]], how: Aggregation) -> Answer:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import AfterValidator, BaseModel
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.prompts import Templates
 from reasoner.strategy import Strategy, available, get_strategy
 from reasoner.types import Answer, Choice, Completion
@@ -114,18 +114,13 @@ def strategy_name(*also: str, excluding: str | None = None, what: str = "strateg
     return AfterValidator(check)
 
 
-def fall_back(
-    outer: Strategy, graph: Graph, question: str, to: str, reason: str, notes: dict[str, Any] | None = None, **options: Any
-) -> NodeId:
-    """Answer `question` with strategy `to` instead of `outer`'s own method (built in the scope
+async def fall_back(
+    outer: Strategy, run: Run, question: str, to: str, reason: str, notes: dict[str, Any] | None = None, **options: Any
+) -> Answer:
+    """Answer `question` with strategy `to` instead of `outer`'s own method (run in the scope
     "fallback", sampling as `outer` does, with `options`). The answer's details say so:
     details["fallback"] is the strategy that answered (a run's report counts these),
     details["fallback_reason"] why; `notes` are what `outer` found before giving up."""
-    result = inner_strategy(outer, to, **options).build(graph.scope("fallback"), question)
-
-    def mark(ctx: Ctx) -> Answer:
-        answer: Answer = ctx[result]
-        details = {**(notes or {}), **answer.details, "fallback": to, "fallback_reason": reason}
-        return answer.model_copy(update={"details": details})
-
-    return graph.function(mark, after=[result], label="fallback")
+    answer = await run.solve(inner_strategy(outer, to, **options), question, scope="fallback")
+    details = {**(notes or {}), **answer.details, "fallback": to, "fallback_reason": reason}
+    return answer.model_copy(update={"details": details})

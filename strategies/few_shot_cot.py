@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import answer_from, gsm8k_exemplars, templates
@@ -23,10 +23,6 @@ class FewShotCoT(Strategy):
     def prompt(self, question: str) -> str:
         return templates.render("few_shot_cot.j2", exemplars=gsm8k_exemplars()[: self.k], question=question)
 
-    def build(self, graph: Graph, question: str) -> NodeId:
-        call = graph.generate(self.request(self.prompt(question), stop=("\nQ:", "\n\n\n")), label="reason")
-
-        def parse(ctx: Ctx) -> Answer:
-            return answer_from(ctx[call])
-
-        return graph.function(parse, after=[call], label="parse")
+    async def forward(self, run: Run, question: str) -> Answer:
+        reply = await run.generate(self.request(self.prompt(question), stop=("\nQ:", "\n\n\n")), label="reason")
+        return answer_from(reply)

@@ -17,14 +17,15 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.graph import reason
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import inner_strategy, strategy_name
-from reasoner.verifiers import Aggregation, split_steps
-from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verifier_field, verifier_of
+from reasoner.verifiers import Aggregation, Verifier, VerifierSpec, open_verifier, split_steps
+from reasoner.strategies.stepwise import aggregate_field, verifier_field
 from reasoner.strategies.stopping import DEFAULTS, RuleDefaults, StoppingRule, beta_confidence, round_size, should_stop
 
 __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
@@ -116,10 +117,8 @@ class SelfConsistency(Strategy):
         "confidence, the lowest mean over 32-token groups); verifier: the --verifier's score (steps aggregated by "
         "--aggregate). The dirichlet rule then counts the weighted votes",
     )
-    verifier: str = verifier_field()
+    verifier: VerifierSpec = verifier_field()
     aggregate: Aggregation = aggregate_field()
-
-    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
 
     @property
     def vote_weighting(self) -> Weighting:
@@ -144,57 +143,41 @@ class SelfConsistency(Strategy):
         seed = None if self.seed is None else self.seed + drawn
         return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.vote_weighting != "none")
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
         window, step, threshold = self.rounds()
-        verifier = verifier_of(self.verifier) if self.vote_weighting == "verifier" else None
-
-        def next_round(earlier: list[tuple[NodeId, NodeId | None]], rounds_before: int = 0) -> NodeId:
-            drawn = len(earlier)
-            inner = self.sampler(drawn)
+        verifier = open_verifier(self.verifier) if self.vote_weighting == "verifier" else None
+        weighting = self.vote_weighting
+        results: list[Answer] = []
+        drawn = rounds = 0
+        while True:
             size = round_size(self.stopping, drawn, self.samples, window, step)
-            fresh: list[tuple[NodeId, NodeId | None]] = []
-            for i in range(drawn, drawn + size):
-                # The running graph is the root; `graph` keeps this strategy's scope for later rounds.
-                scope = graph.scope(f"sample{i}")
-                sample = inner.build(scope, question)
-                verdict = None if verifier is None else verifier.verify(
-                    scope, question, lambda ctx, s=sample: split_steps(ctx[s].text), after=[sample]
-                )
-                fresh.append((sample, verdict))
-            sampled = earlier + fresh
-            rounds = rounds_before + 1
-            label = "vote" if rounds == 1 else f"vote{rounds}"
-            nodes = [n for pair in sampled for n in pair if n is not None]
-            return graph.function(lambda ctx: vote(ctx, sampled, rounds), after=nodes, label=label, tolerate_failures=True)
-
-        def vote(ctx: Ctx, sampled: list[tuple[NodeId, NodeId | None]], rounds: int) -> Answer | Forward:
-            # A failed sample (a timeout, a server error) or failed verdict costs one vote, not the question.
-            failed = [n for pair in sampled for n in pair if n is not None and not ctx.ok(n)]
-            kept = [(s, v) for s, v in sampled if ctx.ok(s) and (v is None or ctx.ok(v))]
-            if not kept:
-                # The root cause (a bank miss, a timeout), not "depends on failed node".
-                raise RuntimeError(f"all {len(sampled)} samples failed; first: {ctx.graph.root_cause(failed[0]) or ctx.error(failed[0])}")
-            results = [ctx[s] for s, _ in kept]
-            for (node, _), result in zip(kept, results):
-                if not isinstance(result, Answer):
-                    raise TypeError(f"inner strategy {self.inner!r} gave {type(result).__name__} at {node!r}, not an Answer")
-            if verifier is not None:
-                results = [
-                    r.model_copy(update={"details": {**r.details, "verifier_score": ctx[v].score(self.aggregate)}})
-                    for r, (_, v) in zip(results, kept)
-                ]
-            answers = [r.answer for r in results]
-            weighting = self.vote_weighting
-            weights = None if weighting == "none" else [_weight(r, weighting) for r in results]
-            if len(sampled) < self.samples and not should_stop(
-                self.stopping, answers, window, threshold, self.samples, weights
-            ):
-                return Forward(next_round(sampled, rounds))
-            winner, details = majority_vote(results, weighting != "none", weighting)
-            details.update(
-                samples_drawn=len(sampled), samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
-                failed_samples=len(sampled) - len(kept),
+            inner = self.sampler(drawn)
+            # One round's samples start together, so their identical first calls are one request with n.
+            batch = await run.gather(
+                *(self.sample(run.scope(f"sample{i}"), inner, question, verifier) for i in range(drawn, drawn + size)),
+                tolerate=True,
             )
-            return Answer(answer=winner, text=results[details["sample"]].text, score=details["agreement"], details=details)
+            drawn, rounds = drawn + size, rounds + 1
+            failures = [r for r in batch if isinstance(r, Exception)]
+            results += [r for r in batch if isinstance(r, Answer)]
+            # A failed sample (a timeout, a server error) or failed verdict costs one vote, not the question.
+            if not results:
+                raise RuntimeError(f"all {drawn} samples failed; first: {reason(failures[0])}")
+            weights = None if weighting == "none" else [_weight(r, weighting) for r in results]
+            answers = [r.answer for r in results]
+            if drawn >= self.samples or should_stop(self.stopping, answers, window, threshold, self.samples, weights):
+                break
+        winner, details = majority_vote(results, weighting != "none", weighting)
+        details.update(
+            samples_drawn=drawn, samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
+            failed_samples=drawn - len(results),
+        )
+        return Answer(answer=winner, text=results[details["sample"]].text, score=details["agreement"], details=details)
 
-        return next_round([])
+    async def sample(self, run: Run, inner: Strategy, question: str, verifier: Verifier | None) -> Answer:
+        """One sampled answer, with its verifier's score where votes are weighted by it."""
+        answer = await run.solve(inner, question)
+        if verifier is None:
+            return answer
+        verdict = await run.verify(verifier, question, split_steps(answer.text))
+        return answer.model_copy(update={"details": {**answer.details, "verifier_score": verdict.score(self.aggregate)}})

@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from typing import TypeVar
+
 from pydantic import Field
 
-from reasoner.graph import Ctx, NodeId
+from reasoner.graph import reason
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from reasoner.verifiers import Verdict, Verifier, open_verifier
+from reasoner.verifiers import Verdict, Verifier, split_steps
 from reasoner.strategies.common import gsm8k_exemplars, templates
 from reasoner.strategies.tree_of_thought import gives_answer
 
@@ -31,24 +34,23 @@ def aggregate_field(default: str = "min") -> object:
     return Field(default, description="step scores as one: min (weakest step), product, or last (latest step)")
 
 
-def checked_verifier(spec: str) -> str:
-    """A field validator's body: the spec opens, or a clear error naming it."""
-    open_verifier(spec)
-    return spec
+T = TypeVar("T")
 
 
-def verifier_of(spec: str) -> Verifier:
-    return open_verifier(spec)
+async def judged(run: Run, strategy: Strategy, question: str, verifier: Verifier) -> tuple[Answer, Verdict]:
+    """`strategy`'s answer to `question` and `verifier`'s verdict on its lines."""
+    answer = await run.solve(strategy, question)
+    return answer, await run.verify(verifier, question, split_steps(answer.text))
 
 
-def verified(ctx: Ctx, solutions: list[NodeId], verdicts: list[NodeId], what: str) -> list[tuple[Answer, Verdict]]:
-    """Each solution that succeeded, with its verdict, in order; when none did, an error naming the
-    first failure, so the run reports why rather than answering from nothing."""
-    scored = [(ctx[s], ctx[v]) for s, v in zip(solutions, verdicts) if ctx.ok(s) and ctx.ok(v)]
-    if not scored:
-        first = next(n for n in [*solutions, *verdicts] if not ctx.ok(n))
-        raise RuntimeError(f"every {what} or its verification failed; first: {ctx.error(first)}")
-    return scored
+def succeeded(results: Sequence[T | Exception], what: str) -> list[T]:
+    """The results of a tolerant `run.gather` that succeeded, in order; when none did, an error
+    naming the first failure, so the run reports why rather than answering from nothing."""
+    kept = [r for r in results if not isinstance(r, Exception)]
+    if not kept:
+        first = next(r for r in results if isinstance(r, Exception))
+        raise RuntimeError(f"every {what} or its verification failed; first: {reason(first)}")
+    return kept  # type: ignore[return-value]
 
 
 def step_request(

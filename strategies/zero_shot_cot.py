@@ -12,9 +12,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
-from reasoner.types import Answer, GenerationRequest
+from reasoner.types import Answer
 from reasoner.strategies.common import logprob_details, templates
 
 
@@ -25,28 +25,19 @@ class ZeroShotCoT(Strategy):
     max_tokens: int = Field(256, ge=1, description="tokens for the reasoning stage")
     answer_max_tokens: int = Field(32, ge=1, description="tokens for the answer-extraction stage")
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
         # The question is the user's turn; "A: Let's think step by step." starts the model's reply.
         ask = templates.render("zero_shot_cot/question.j2", question=question)
-        reason = graph.generate(
-            self.turn(ask, templates.render("zero_shot_cot/reason.j2"), stop=("\nQ:",)), label="reason"
+        reason = await run.generate(self.turn(ask, templates.render("zero_shot_cot/reason.j2"), stop=("\nQ:",)), label="reason")
+        reasoning = reason.text.strip()
+        # The answer is a short continuation; sampling it would only add noise.
+        prefill = templates.render("zero_shot_cot/answer.j2", reasoning=reasoning)
+        extract = self.turn(ask, prefill, temperature=0.0, max_tokens=self.answer_max_tokens, stop=("\n\n", "\nQ:"))
+        final = (await run.generate(extract, label="answer")).text.strip()
+        # Kojima et al. take the first number after the trigger; reading the continuation as
+        # "The answer is …" makes our parser do exactly that.
+        return Answer(
+            answer=extract_answer(f"The answer is {final}"),
+            text=f"{reasoning}\nTherefore, the answer (arabic numerals) is {final}",
+            details={"reasoning": reasoning, "answer_text": final, **logprob_details(reason.choices[0])},
         )
-
-        def extract(ctx: Ctx) -> GenerationRequest:
-            prefill = templates.render("zero_shot_cot/answer.j2", reasoning=ctx[reason].text.strip())
-            # The answer is a short continuation; sampling it would only add noise.
-            return self.turn(ask, prefill, temperature=0.0, max_tokens=self.answer_max_tokens, stop=("\n\n", "\nQ:"))
-
-        answer = graph.generate(extract, after=[reason], label="answer")
-
-        def parse(ctx: Ctx) -> Answer:
-            reasoning, final = ctx[reason].text.strip(), ctx[answer].text.strip()
-            # Kojima et al. take the first number after the trigger; reading the continuation as
-            # "The answer is …" makes our parser do exactly that.
-            return Answer(
-                answer=extract_answer(f"The answer is {final}"),
-                text=f"{reasoning}\nTherefore, the answer (arabic numerals) is {final}",
-                details={"reasoning": reasoning, "answer_text": final, **logprob_details(ctx[reason].choices[0])},
-            )
-
-        return graph.function(parse, after=[reason, answer], label="parse")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reasoner.graph import Ctx, Graph, NodeId
-from reasoner.verifiers.base import Steps, Verdict, Verifier, resolve
+from reasoner.run import Run
+from reasoner.verifiers.base import Verdict, Verifier, lines
 from reasoner.tools.calculator import CalculatorError, calculate
 
 # What an arithmetic expression can be written with (currency and spaces included).
@@ -138,10 +138,5 @@ class ArithVerifier(Verifier):
             raise ValueError(f"the arith verifier takes no argument, got 'arith:{argument}'")
         self.spec = "arith"
 
-    def verify(
-        self, graph: Graph, question: str, steps: Steps, *, after: Sequence[NodeId] = (), label: str = "verify"
-    ) -> NodeId:
-        def run(ctx: Ctx) -> Verdict:
-            return check_steps(resolve(steps, ctx), self.spec)
-
-        return graph.tool(run, after=after, label=label)
+    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
+        return check_steps(lines(steps), self.spec)

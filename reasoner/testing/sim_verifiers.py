@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.testing.steps_sim import StepSimulator, _digest
-from reasoner.verifiers.base import Steps, Verdict, Verifier, resolve
+from reasoner.verifiers.base import Verdict, Verifier, lines
 
 
 class LocatorVerifier(Verifier):
@@ -35,13 +35,7 @@ class LocatorVerifier(Verifier):
             wrong.append(None)
         return rng.choice(wrong) if wrong else truth
 
-    def verify(
-        self, graph: Graph, question: str, steps: Steps, *, after: Sequence[NodeId] = (), label: str = "verify"
-    ) -> NodeId:
-        def run(ctx: Ctx) -> Verdict:
-            lines = resolve(steps, ctx)
-            at = self.locate(question, lines)
-            scores = [0.0 if i == at else 1.0 for i in range(len(lines))]
-            return Verdict(verifier=self.spec, steps=lines, scores=scores)
-
-        return graph.tool(run, after=after, label=label)
+    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
+        found = lines(steps)
+        at = self.locate(question, found)
+        return Verdict(verifier=self.spec, steps=found, scores=[0.0 if i == at else 1.0 for i in range(len(found))])

@@ -4,9 +4,11 @@ Named by a spec (`arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`); see `spec.ope
 """
 
 from reasoner.verifiers.base import Aggregation, Verdict, Verifier, aggregate, split_steps
-from reasoner.verifiers.spec import SPEC_HELP, VerifierSpecError, check_spec, kinds, open_verifier, parse_spec, register
+from reasoner.verifiers.spec import (
+    SPEC_HELP, VerifierSpec, VerifierSpecError, check_spec, kinds, open_verifier, parse_spec, register,
+)
 
 __all__ = [
     "Aggregation", "Verdict", "Verifier", "aggregate", "split_steps",
-    "SPEC_HELP", "VerifierSpecError", "check_spec", "kinds", "open_verifier", "parse_spec", "register",
+    "SPEC_HELP", "VerifierSpec", "VerifierSpecError", "check_spec", "kinds", "open_verifier", "parse_spec", "register",
 ]

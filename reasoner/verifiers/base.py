@@ -1,7 +1,8 @@
 """What a verifier is: something that scores a candidate solution, whole or step by step.
 
-A step is one line of reasoning. A verifier adds nodes to the strategy's graph (so its calls are
-traced and counted like any model call) and the node it returns outputs a `Verdict`: one score in
+A step is one line of reasoning. A verifier runs as a node of the strategy's graph (`await
+run.verify(verifier, question, steps)`), its own model calls nodes inside it (so they are traced
+and counted like any model call), and gives a `Verdict`: one score in
 [0, 1] per step (a whole-solution verifier gives one score for the lot), the first step it holds
 wrong, and why where it can say. Search strategies reduce the step scores to one number with an
 aggregation, as Hugging Face's search-and-learn does: `last` (the score of the latest step, which
@@ -13,18 +14,20 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.graph import Kind
+from reasoner.types import Usage
+
+if TYPE_CHECKING:
+    from reasoner.run import Run
 
 Aggregation = Literal["last", "min", "product"]
 #: A step scored below this is wrong: where a verifier's first error is.
 WRONG_BELOW = 0.5
-#: The candidate's steps: known when the graph is built, or read from predecessors at run time.
-Steps = Sequence[str] | Callable[[Ctx], Sequence[str]]
 
 
 class Verdict(BaseModel):
@@ -37,6 +40,8 @@ class Verdict(BaseModel):
     per_step: bool = True
     #: Why a step was judged wrong, by step index (as text), where the verifier can say.
     notes: dict[str, str] = Field(default_factory=dict)
+    #: What scoring cost where it called a server outside the engine (a reward model).
+    usage: Usage | None = None
 
     @property
     def first_error(self) -> int | None:
@@ -73,18 +78,18 @@ class Verifier(abc.ABC):
     """Scores candidates. `spec` is the string that names it (`arith`, `judge:local`, …)."""
 
     spec: str = ""
+    #: How its node is marked in the trace: "tool" for a checker, "function" for one whose model
+    #: calls are nodes inside it.
+    kind: ClassVar[Kind] = "tool"
 
     @abc.abstractmethod
-    def verify(
-        self, graph: Graph, question: str, steps: Steps, *, after: Sequence[NodeId] = (), label: str = "verify"
-    ) -> NodeId:
-        """Add the nodes that score `steps` (an answer to `question`); return the node whose
-        output is the `Verdict`. `after` are the nodes a callable `steps` reads."""
+    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
+        """The verdict on `steps` (an answer to `question`). Called by `run.verify`, inside the
+        verifier's node: model calls made through `run` are nodes of the graph."""
 
 
-def resolve(steps: Steps, ctx: Ctx) -> list[str]:
-    """The candidate's steps, read at run time where they come from other nodes."""
-    found = steps(ctx) if callable(steps) else steps
-    if isinstance(found, str):
+def lines(steps: Sequence[str]) -> list[str]:
+    """The candidate's steps as a list of lines; one string is refused (it is not steps)."""
+    if isinstance(steps, str):
         raise TypeError("a candidate's steps must be a list of lines, not one string (use split_steps)")
-    return [str(s) for s in found]
+    return [str(s) for s in steps]

@@ -21,9 +21,10 @@ from typing import Any
 
 import httpx
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.secrets import register_url, scrub
-from reasoner.verifiers.base import Steps, Verdict, Verifier, resolve
+from reasoner.types import Usage
+from reasoner.verifiers.base import Verdict, Verifier, lines
 
 
 class PRMError(RuntimeError):
@@ -52,21 +53,16 @@ class PRMVerifier(Verifier):
         ends = range(1, len(steps) + 1) if self.per_step else [len(steps)]
         return [f"{question}\n\n" + "\n".join(steps[:end]) for end in ends]
 
-    def verify(
-        self, graph: Graph, question: str, steps: Steps, *, after: Sequence[NodeId] = (), label: str = "verify"
-    ) -> NodeId:
-        async def run(ctx: Ctx) -> Verdict:
-            lines = resolve(steps, ctx)
-            scores: list[float] = []
-            if lines:
-                scores, usage = await self.score(self.texts(question, lines))
-                record = ctx.graph.node(ctx.node)
-                record.calls, record.prompt_tokens = 1, usage
-            if self.step_tag is not None and self.per_step is False:
-                scores = scores[-1:]
-            return Verdict(verifier=self.spec, steps=lines, scores=scores, per_step=self.per_step)
-
-        return graph.tool(run, after=after, label=label)
+    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
+        found = lines(steps)
+        scores: list[float] = []
+        usage = None
+        if found:
+            scores, prompt_tokens = await self.score(self.texts(question, found))
+            usage = Usage(calls=1, prompt_tokens=prompt_tokens)
+        if self.step_tag is not None and self.per_step is False:
+            scores = scores[-1:]
+        return Verdict(verifier=self.spec, steps=found, scores=scores, per_step=self.per_step, usage=usage)
 
     async def score(self, texts: list[str]) -> tuple[list[float], int]:
         """Scores for the texts, and the prompt tokens the server counted."""

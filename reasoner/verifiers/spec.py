@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from reasoner.verifiers.base import Verifier
 
@@ -69,6 +72,10 @@ def open_verifier(spec: str | Verifier) -> Verifier:
 
 
 def check_spec(spec: str) -> str:
-    """For strategies' field validators: the spec if it opens, else a clear error."""
+    """The spec if it opens, else a clear error naming it."""
     open_verifier(spec)
     return spec
+
+
+#: A strategy option naming a verifier: validated when the strategy is made (`verifier: VerifierSpec`).
+VerifierSpec = Annotated[str, AfterValidator(check_spec)]
