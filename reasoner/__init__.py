@@ -20,7 +20,7 @@ _EXPORTS = {
     "SolveError": "reasoner.api", "asolve": "reasoner.api", "solve": "reasoner.api",
     "Backend": "reasoner.backends", "BackendError": "reasoner.backends", "open_backend": "reasoner.backends",
     "Engine": "reasoner.engine",
-    "Ctx": "reasoner.graph", "Forward": "reasoner.graph", "Graph": "reasoner.graph",
+    "Ctx": "reasoner.graph", "Graph": "reasoner.graph", "Run": "reasoner.run",
     "Strategy": "reasoner.strategy", "available": "reasoner.strategy", "get_strategy": "reasoner.strategy",
     "Answer": "reasoner.types", "Choice": "reasoner.types", "Completion": "reasoner.types",
     "GenerationRequest": "reasoner.types", "Message": "reasoner.types", "Solution": "reasoner.types",
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from reasoner.api import SolveError, asolve, solve
     from reasoner.backends import Backend, BackendError, open_backend
     from reasoner.engine import Engine
-    from reasoner.graph import Ctx, Forward, Graph
+    from reasoner.graph import Ctx, Graph
+    from reasoner.run import Run
     from reasoner.strategy import Strategy, available, get_strategy
     from reasoner.types import Answer, Choice, Completion, GenerationRequest, Message, Solution, Usage

@@ -37,7 +37,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from reasoner import secrets
-from reasoner.backends.base import Backend
+from reasoner.backends.base import Backend, Delegating
 from reasoner.backends.errors import BackendError
 from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
 
@@ -191,29 +191,23 @@ def recorded(path: str | Path) -> Iterator[tuple[dict[str, Any], list[dict[str, 
         raise BankError(f"{path}: not a sample bank ({exc})") from None
 
 
-class SampleBank(Backend):
+class SampleBank(Delegating):
     """`backend` behind a bank file at `path`. Settings (`describe`) are the backend's own, so a
     run's fingerprint does not change with the bank; `usage` says what was replayed and what was new."""
+
+    supports_n = True  # type: ignore[assignment]  # it splits a request itself where the backend cannot sample n
 
     def __init__(self, backend: Backend, path: str | Path, mode: BankMode = "record") -> None:
         if mode not in BANK_MODES:
             raise BankError(f"unknown bank mode {mode!r}; expected one of {', '.join(BANK_MODES)}")
-        super().__init__(max_in_flight=max(1, backend.max_in_flight))
-        self.backend = backend
+        super().__init__(backend)
         self.path = Path(path)
         self.mode: BankMode = mode
-        self.name = backend.name
-        self.supports_n = True  # the bank splits a request itself where the backend cannot sample n
-        self.supports_tools = backend.supports_tools
-        self.supports_json_schema = backend.supports_json_schema
         described = backend.describe()
         self.model = f"{described.get('backend', backend.name)}:{described.get('model') or ''}"
         self.store = _Store(self.path)
         self.usage = BankUsage()
         self._next_unseeded: dict[str, int] = {}
-
-    def describe(self) -> dict[str, object]:
-        return self.backend.describe()
 
     # The wrapped backend bounds its own requests in flight; the bank adds no second bound.
     async def generate(self, request: GenerationRequest) -> Completion:
@@ -273,13 +267,13 @@ class SampleBank(Backend):
 
     def _requests_for(self, missing: list[int]) -> list[list[int]]:
         gaps = _gaps(missing)
-        if self.backend.supports_n:
+        if self.inner.supports_n:
             return gaps
         return [[i] for gap in gaps for i in gap]  # one request per sample, each with its own seed
 
     async def _ask(self, request: GenerationRequest, gap: list[int]) -> tuple[dict[int, dict[str, Any]], Completion]:
         ask = request.model_copy(update={"n": len(gap), "seed": gap[0] if request.seed is not None else None})
-        completion = await self.backend.generate(ask)
+        completion = await self.inner.generate(ask)
         if len(completion.choices) < len(gap):
             raise BackendError(f"the backend returned {len(completion.choices)} choices for a request of n={len(gap)}")
         per_choice = completion.completion_tokens // max(1, len(completion.choices))
@@ -308,4 +302,4 @@ class SampleBank(Backend):
 
     async def aclose(self) -> None:
         self.close()
-        await self.backend.aclose()
+        await self.inner.aclose()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reasoner.backends.base import Backend
-from reasoner.graph import Capabilities, Ctx, Forward, Graph, NodeFailed, NodeId, reason
+from reasoner.graph import Capabilities, Ctx, Graph, NodeFailed, NodeId, reason
 from reasoner.types import Completion, GenerationRequest, Usage
 
 MAX_N = 128
@@ -27,16 +27,14 @@ NodeListener = Callable[[str, NodeId, dict[str, Any]], None]
 
 def capabilities(backend: Backend) -> Capabilities:
     """What `backend` can do, as the nodes it runs see it (`ctx.backend`)."""
-    window = getattr(backend, "context_window", None) or getattr(backend, "n_ctx", None)
     return Capabilities(
         name=backend.name,
         supports_n=backend.supports_n,
         supports_tools=backend.supports_tools,
         supports_json_schema=backend.supports_json_schema,
         supports_streaming=backend.supports_streaming,
-        # The embedded model computes them only when loaded for it; servers return them when asked.
-        logprobs=bool(getattr(backend, "logprobs", True)),
-        context_window=window if isinstance(window, int) else None,
+        logprobs=backend.logprobs,
+        context_window=backend.context_window,
     )
 
 
@@ -75,7 +73,16 @@ class Engine:
             if not wake.done():
                 wake.set_result(None)
 
-        graph.on_ready = ready
+        def abandon(node: NodeId) -> None:  # cancel a task once none of its nodes is wanted
+            for task, nodes in running.items():
+                if node in nodes:
+                    abandoned.add(node)
+                    if abandoned.issuperset(nodes):
+                        task.cancel()
+                    return
+
+        abandoned: set[NodeId] = set()
+        graph.on_ready, graph.on_abandon = ready, abandon
         try:
             while True:
                 await _settle(graph)
@@ -89,7 +96,7 @@ class Engine:
                     if task in running:
                         self._tell(graph, "end", running.pop(task))  # type: ignore[arg-type]
         finally:
-            graph.on_ready = None
+            graph.on_ready = graph.on_abandon = None
             for task in running:
                 task.cancel()
             if running:
@@ -102,6 +109,7 @@ class Engine:
         self, graph: Graph, ready: list[NodeId], running: dict[asyncio.Task[None], list[NodeId]], t0: float
     ) -> None:
         groups: dict[str, list[tuple[NodeId, GenerationRequest]]] = defaultdict(list)
+        ready = [node for node in ready if graph.status(node) == "pending"]  # not abandoned before it could start
         self._tell(graph, "start", ready)
         for node in ready:
             record = graph.start(node, round(time.perf_counter() - t0, 6))
@@ -114,7 +122,7 @@ class Engine:
                 if not isinstance(request, GenerationRequest):
                     raise TypeError(f"a model node must build a GenerationRequest, got {type(request).__name__}")
             except Exception as exc:  # noqa: BLE001 - recorded on the node, propagated to dependants
-                graph.fail(node, _describe(exc))
+                graph.fail(node, _describe(exc), exception=exc)
                 self._tell(graph, "end", [node])
                 continue
             record.request = request.model_dump(mode="json", exclude_none=True)
@@ -140,19 +148,13 @@ class Engine:
             graph.fail(node, str(exc), upstream=exc.node)
             return
         except Exception as exc:  # noqa: BLE001
-            graph.fail(node, _describe(exc))
+            graph.fail(node, _describe(exc), exception=exc)
             return
         finally:
             record = graph.node(node)
             record.latency_s = round(time.perf_counter() - start, 6)
             record.ended_s = round(time.perf_counter() - t0, 6)
-        if isinstance(result, Forward):
-            try:
-                graph.forward(node, result.target)
-            except (KeyError, ValueError) as exc:
-                graph.fail(node, str(exc))
-        else:
-            graph.finish(node, result)
+        graph.finish(node, result)
 
     async def _run_model(self, graph: Graph, batch: list[tuple[NodeId, GenerationRequest]], t0: float) -> None:
         total_n = sum(request.n for _, request in batch)
@@ -185,7 +187,7 @@ class Engine:
                 record.merged = {"with": [n for n, _ in batch if n != node], "n": total_n}
             errors = [s for s in mine if isinstance(s, BaseException)]
             if errors:
-                graph.fail(node, _describe(errors[0]))
+                graph.fail(node, _describe(errors[0]), exception=errors[0])
                 continue
             # Each request's prompt is billed once, to the first node holding one of its samples.
             own_parts = {id(p): p for p, _ in mine}  # type: ignore[misc]

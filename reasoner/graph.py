@@ -23,19 +23,8 @@ from reasoner.types import GenerationRequest, Usage
 
 NodeId = str
 Kind = Literal["model", "tool", "function"]
-Status = Literal["pending", "running", "waiting", "done", "failed"]
+Status = Literal["pending", "running", "done", "failed"]
 Callback = Callable[["Ctx"], Any | Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Forward:
-    """Returned by a node to say: my output is the output of `target` (a node I just added).
-
-    This is how a loop or a search continues: a step decides to go on, adds the next steps, and
-    hands its place in the graph to the last of them, so whatever depends on it waits for them.
-    """
-
-    target: NodeId
 
 
 class Capabilities(BaseModel):
@@ -66,8 +55,9 @@ class Node:
     request: dict[str, Any] | None = None  # model nodes: the request sent, as JSON
     output: Any = None  # a JSON-safe summary of the output, once done
     error: str | None = None
+    #: The exception the step failed with (its type and traceback); the trace keeps its text.
+    exception: BaseException | None = None
     upstream: NodeId | None = None  # the failed dependency this node failed because of
-    forward: NodeId | None = None  # the node whose output this one took over
     merged: dict[str, Any] | None = None  # model nodes served by one request with others
     calls: int | None = None
     prompt_tokens: int | None = None
@@ -81,7 +71,7 @@ class Node:
 
     def trace(self) -> dict[str, Any]:
         """The record as trace JSON: the fields that are set (`tolerant` only when true)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "exception")}
         return {k: v for k, v in out.items() if v is not None and (k != "tolerant" or v)}
 
 
@@ -112,27 +102,16 @@ class Ctx(Mapping[NodeId, Any]):
     def error(self, key: NodeId) -> str | None:
         return self.graph.node(key).error
 
-    async def wait(self, node: NodeId) -> Any:
-        """The output of `node`, a step this callback added, once it has run: how a loop takes
-        one step after another inside a single node (ReAct's Thought → Action → Observation).
-
-        `node` becomes a dependency of this one (for `ctx[node]` and the trace). Its failure is
-        raised here as `NodeFailed`; uncaught, it fails this node with `node` as the cause.
-        """
-        graph = self.graph
-        if node == self.node or nx.has_path(graph.nx, self.node, node):
-            raise ValueError(f"node {self.node!r} cannot wait for {node!r}: {node!r} waits for it")
-        graph.nx.add_edge(node, self.node, waited=True)
-        return await graph.finished(node)
-
 
 class NodeFailed(Exception):
-    """A node's own error, or the error of a node it depends on."""
+    """A node's own error, or the error of a node it depends on; `exception` is the exception
+    where the failure began, where one was raised (a `BackendError`, say)."""
 
-    def __init__(self, node: NodeId, error: str) -> None:
+    def __init__(self, node: NodeId, error: str, exception: BaseException | None = None) -> None:
         super().__init__(f"node {node!r} failed: {error}")
         self.node = node
         self.error = error
+        self.exception = exception
 
 
 def reason(exc: BaseException) -> str:
@@ -165,6 +144,9 @@ class Graph:
             #: Called when a node becomes ready while the engine runs (it wakes the engine, which
             #: may be waiting on a node that waits for this one).
             self.on_ready: Callable[[], None] | None = None
+            #: Called when the only code waiting for a node stopped waiting (it was cancelled):
+            #: the engine cancels the node's work, so a failed `run.gather` leaves nothing running.
+            self.on_abandon: Callable[[NodeId], None] | None = None
         else:
             self.nx = _root.nx
             self.meta = _root.meta
@@ -254,6 +236,16 @@ class Graph:
     def callback(self, node: NodeId) -> Callback:
         return self._root._callbacks[node]
 
+    def abandon(self, node: NodeId) -> None:
+        """Nothing waits for `node` any more: stop it (failed, "cancelled") if it has not finished."""
+        root = self._root
+        if root._nodes[node].status in ("done", "failed"):
+            return
+        if root._nodes[node].status == "pending":
+            root._fail(node, "cancelled")
+        elif root.on_abandon is not None:
+            root.on_abandon(node)
+
     def ready_count(self) -> int:
         return len(self._root._ready)
 
@@ -269,42 +261,25 @@ class Graph:
         record.status, record.started_s = "running", at_s
         return record
 
-    def forward(self, node: NodeId, target: NodeId) -> None:
-        """Make `node` finish with `target`'s output, once `target` is done."""
-        root = self._root
-        if target not in root._nodes:
-            raise KeyError(f"node {node!r} forwards to unknown node {target!r}")
-        if target == node or nx.has_path(root.nx, node, target):
-            # The target would wait for this node's output while this node waits for the target's.
-            raise ValueError(f"node {node!r} cannot forward to {target!r}: {target!r} depends on it")
-        root.nx.add_edge(target, node, forward=True)
-        record = root._nodes[node]
-        record.status, record.forward = "waiting", target
-        root._unfinished_preds[node] = 0
-        root._count_dependency(target, node)
-        if root._unfinished_preds[node] == 0 and record.status == "waiting":
-            root.finish(node, root._outputs[target])
-
     def finish(self, node: NodeId, output: Any) -> None:
         root = self._root
         record = root._nodes[node]
         root._outputs[node] = output
         record.status, record.output = "done", summarize(output)
         for succ in root.nx.successors(node):
-            if root._nodes[succ].status not in ("pending", "waiting"):
+            if root._nodes[succ].status != "pending":
                 continue
             root._unfinished_preds[succ] -= 1
             if root._unfinished_preds[succ] == 0:
-                if root._nodes[succ].status == "waiting":
-                    root.finish(succ, output)
-                else:
-                    root._make_ready(succ)
+                root._make_ready(succ)
         for waiter in root._waiters.pop(node, []):
             if not waiter.done():
                 waiter.set_result(output)
 
-    def fail(self, node: NodeId, error: str, upstream: NodeId | None = None) -> None:
+    def fail(self, node: NodeId, error: str, upstream: NodeId | None = None, exception: BaseException | None = None) -> None:
         self._root._fail(node, error, upstream)
+        if upstream is None and exception is not None:
+            self.node(node).exception = exception
 
     def finished(self, node: NodeId) -> asyncio.Future[Any]:
         """A future of `node`'s output (or its failure, as `NodeFailed`)."""
@@ -355,6 +330,15 @@ class Graph:
             record = self.node(record.upstream)
         return f"{record.id}: {record.error}" if record.error else None
 
+    def cause(self, node: NodeId) -> BaseException | None:
+        """The exception raised where `node`'s failure began (as `root_cause` names the step)."""
+        seen = set()
+        record = self.node(node)
+        while record.upstream is not None and record.id not in seen:
+            seen.add(record.id)
+            record = self.node(record.upstream)
+        return record.exception
+
     def usage(self) -> Usage:
         """What the graph's model calls cost (calls and tokens; no wall time)."""
         total = Usage()
@@ -366,8 +350,8 @@ class Graph:
 
     def to_json(self) -> dict[str, Any]:
         """The executed graph as networkx node-link JSON: each node's record, then the edges
-        (`forward: true` on an edge from a target to the node it finished, `waited: true` on one
-        from a step to the node that added it and waited for it)."""
+        (`waited: true` on an edge from a step to the node that added it and waited for it: a
+        strategy's node and the calls it made)."""
         root = self._root
         return {
             "directed": True,

@@ -147,8 +147,11 @@ class Run:
         graph.nx.add_edge(node, self._node, waited=True)
         try:
             output = await graph.finished(node)
+        except asyncio.CancelledError:
+            graph.abandon(node)  # the caller stopped waiting: so does the node
+            raise
         except NodeFailed:
-            raise NodeFailed(node, _cause(graph, node)) from None
+            raise NodeFailed(node, _cause(graph, node), graph.cause(node)) from None
         _after.set((node,))
         return output
 

@@ -80,7 +80,7 @@ class Strategy(BaseModel):
         error = None
         if result is None:
             error = graph.root_cause(final) or f"the final step ended {status}"
-        return Solution(
+        solution = Solution(
             question=question,
             strategy=self.name,
             answer=result.answer if result else None,
@@ -90,6 +90,8 @@ class Strategy(BaseModel):
             details=result.details if result else {},
             error=error,
         )
+        solution._cause = graph.cause(final) if error else None
+        return solution
 
 
 @cache

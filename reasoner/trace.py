@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
-_STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "pending": "dim", "waiting": "cyan"}
+_STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "pending": "dim"}
 _ICON = {"model": "◆", "tool": "⚙", "function": "ƒ"}
 
 

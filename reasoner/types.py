@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import PrivateAttr, BaseModel, ConfigDict, Field, model_validator
 
 
 class ToolCall(BaseModel):
@@ -170,3 +170,9 @@ class Solution(BaseModel):
     trace: dict[str, Any]
     details: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
+    #: The exception where a failed run's failure began (not serialised: `error` is its text).
+    _cause: BaseException | None = PrivateAttr(None)
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self._cause

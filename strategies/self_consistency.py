@@ -162,7 +162,7 @@ class SelfConsistency(Strategy):
             results += [r for r in batch if isinstance(r, Answer)]
             # A failed sample (a timeout, a server error) or failed verdict costs one vote, not the question.
             if not results:
-                raise RuntimeError(f"all {drawn} samples failed; first: {reason(failures[0])}")
+                raise RuntimeError(f"all {drawn} samples failed; first: {reason(failures[0])}") from failures[0]
             weights = None if weighting == "none" else [_weight(r, weighting) for r in results]
             answers = [r.answer for r in results]
             if drawn >= self.samples or should_stop(self.stopping, answers, window, threshold, self.samples, weights):

@@ -14,16 +14,22 @@ from typing import TypeVar
 
 from pydantic import Field
 
+from reasoner.answers import extract_answer
 from reasoner.graph import reason
 from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
 from reasoner.verifiers import Verdict, Verifier, split_steps
 from reasoner.strategies.common import gsm8k_exemplars, templates
-from reasoner.strategies.tree_of_thought import gives_answer
 
 Steps = tuple[str, ...]
 END_OF_SOLUTION = ("\nQ:", "\n\n")
+_FINAL = re.compile(r"\banswer\s*(?:is\b|:)|####|\\boxed", re.IGNORECASE)
+
+
+def gives_answer(line: str) -> bool:
+    """Whether a reasoning line states the final answer (a marker followed by a number)."""
+    return _FINAL.search(line) is not None and extract_answer(line) is not None
 
 
 def verifier_field(default: str = "arith") -> object:
@@ -49,7 +55,7 @@ def succeeded(results: Sequence[T | Exception], what: str) -> list[T]:
     kept = [r for r in results if not isinstance(r, Exception)]
     if not kept:
         first = next(r for r in results if isinstance(r, Exception))
-        raise RuntimeError(f"every {what} or its verification failed; first: {reason(first)}")
+        raise RuntimeError(f"every {what} or its verification failed; first: {reason(first)}") from first
     return kept  # type: ignore[return-value]
 
 

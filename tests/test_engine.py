@@ -9,7 +9,7 @@ import pytest
 
 from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.engine import Engine
-from reasoner.graph import Capabilities, Ctx, Forward, Graph, Node
+from reasoner.graph import Capabilities, Ctx, Graph, Node
 from reasoner.trace import render_tree
 from reasoner.types import GenerationRequest
 
@@ -22,14 +22,11 @@ async def test_ready_nodes_run_concurrently_under_the_backend_bound() -> None:
     backend = ScriptedBackend([(r"q\d+", "ok")], max_in_flight=3, delay_s=0.05, supports_n=False)
     graph = Graph()
     nodes = [graph.generate(req(f"q{i}"), label=f"call{i}") for i in range(10)]
-    start = asyncio.get_running_loop().time()
     usage = await Engine(backend).run(graph)
-    elapsed = asyncio.get_running_loop().time() - start
+    # Counted, not timed: three at once, never more, and every call made.
     assert backend.peak_in_flight == 3
     assert all(graph.status(n) == "done" for n in nodes)
     assert usage.calls == 10
-    # 10 calls of 50 ms, 3 at a time: 4 waves, far less than 10 sequential calls.
-    assert elapsed < 0.45
 
 
 async def test_dependencies_order_execution_and_pass_outputs() -> None:
@@ -50,56 +47,6 @@ async def test_a_node_can_read_only_its_dependencies() -> None:
     await Engine(ScriptedBackend([])).run(graph)
     assert graph.status(b) == "failed"
     assert "not one of its dependencies" in graph.node(b).error
-
-
-async def test_a_finished_node_grows_the_graph_and_forwards_its_result() -> None:
-    backend = ScriptedBackend([(r"step (\d)", lambda r, i: r.prompt.split()[-1])])
-    graph = Graph()
-
-    def plan(ctx: Ctx) -> Forward:
-        steps = [ctx.graph.generate(req(f"step {k}"), label=f"step{k}") for k in range(3)]
-        join = ctx.graph.function(lambda c: sorted(c[s].text for s in steps), after=steps, label="join")
-        return Forward(join)
-
-    root = graph.function(plan, label="plan")
-    after = graph.function(lambda ctx: len(ctx[root]), after=[root], label="after")
-    await Engine(backend).run(graph)
-    assert graph.output(root) == ["0", "1", "2"]
-    assert graph.output(after) == 3
-    assert {"step0", "step1", "step2", "join"} <= set(graph.nx.nodes)
-    assert graph.node(root).forward == "join"
-    assert graph.nx.has_edge("join", root)
-
-
-async def test_a_loop_that_grows_several_rounds() -> None:
-    graph = Graph()
-
-    def step(k: int):  # type: ignore[no-untyped-def]
-        def run(ctx: Ctx):  # type: ignore[no-untyped-def]
-            if k == 5:
-                return k
-            nxt = ctx.graph.function(step(k + 1), label=f"s{k + 1}")
-            return Forward(nxt)
-
-        return run
-
-    first = graph.function(step(0), label="s0")
-    await Engine(ScriptedBackend([])).run(graph)
-    assert graph.output(first) == 5
-    assert graph.nx.number_of_nodes() == 6
-
-
-async def test_forwarding_to_a_dependant_is_refused_not_deadlocked() -> None:
-    graph = Graph()
-
-    def bad(ctx: Ctx) -> Forward:
-        child = ctx.graph.function(lambda c: 1, after=[ctx.node], label="child")
-        return Forward(child)
-
-    node = graph.function(bad, label="bad")
-    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
-    assert graph.status(node) == "failed"
-    assert "depends on it" in graph.node(node).error
 
 
 async def test_a_failure_fails_its_dependants_and_spares_the_rest() -> None:
@@ -346,61 +293,3 @@ async def test_each_step_has_a_typed_record() -> None:
     assert set(trace) == {"directed", "multigraph", "graph", "nodes", "edges"}
     assert trace["nodes"][1]["tolerant"] is True and "tolerant" not in trace["nodes"][0]
     assert "output" not in trace["nodes"][2] and trace["nodes"][2]["id"] == c
-
-
-async def test_a_node_can_take_steps_one_after_another_and_wait_for_each() -> None:
-    backend = ScriptedBackend([(r"count (\d)", lambda r, i: str(int(r.prompt.split()[-1]) + 1))])
-    graph = Graph()
-
-    async def loop(ctx: Ctx) -> list[str]:
-        seen, after = ["0"], []
-        while int(seen[-1]) < 3:
-            step = graph.generate(req(f"count {seen[-1]}"), after=after, label="step")
-            seen.append((await ctx.wait(step)).text)
-            after = [step]
-        return seen
-
-    node = graph.function(loop, label="loop")
-    usage = await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
-    assert graph.output(node) == ["0", "1", "2", "3"] and usage.calls == 3
-    steps = [n.id for n in graph.nodes() if n.label == "step"]
-    trace = graph.to_json()
-    assert {"source": steps[0], "target": steps[1]} in trace["edges"]  # the chain of steps
-    assert all({"source": s, "target": node, "waited": True} in trace["edges"] for s in steps)  # the loop used each
-
-
-async def test_steps_waited_for_by_siblings_still_merge_into_n() -> None:
-    backend = ScriptedBackend([("same", ["a", "b", "c"])])
-    graph = Graph()
-
-    async def sample(ctx: Ctx) -> str:
-        return (await ctx.wait(graph.generate(req("same", temperature=0.7, seed=1), label="call"))).text
-
-    nodes = [graph.function(sample, label=f"s{i}") for i in range(3)]
-    await asyncio.wait_for(Engine(backend).run(graph), timeout=2)
-    assert sorted(graph.output(n) for n in nodes) == ["a", "b", "c"]
-    assert [r.n for r in backend.requests] == [3]
-
-
-async def test_a_failed_step_fails_the_node_waiting_for_it_as_its_cause() -> None:
-    graph = Graph()
-
-    async def loop(ctx: Ctx) -> str:
-        return (await ctx.wait(graph.generate(req("nothing matches"), label="step"))).text
-
-    node = graph.function(loop, label="loop")
-    after = graph.function(lambda ctx: ctx[node], after=[node], label="after")
-    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
-    assert graph.status(node) == "failed" and graph.node(node).upstream == "step"
-    assert graph.root_cause(after).startswith("step: ValueError: no scripted rule matches")
-
-
-async def test_a_node_cannot_wait_for_one_that_waits_for_it() -> None:
-    graph = Graph()
-
-    async def loop(ctx: Ctx) -> None:
-        await ctx.wait(graph.function(lambda c: 1, after=[ctx.node], label="later"))
-
-    node = graph.function(loop, label="loop")
-    await asyncio.wait_for(Engine(ScriptedBackend([])).run(graph), timeout=2)
-    assert "cannot wait for 'later'" in graph.node(node).error

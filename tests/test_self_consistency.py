@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from reasoner.cli.main import main
 from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.graph import Graph
+from reasoner.run import Run
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.types import Answer, Choice, GenerationRequest
 from reasoner.strategies.common import logprob_details
@@ -49,8 +49,13 @@ async def test_k_samples_merge_into_one_request_with_n() -> None:
     assert request.n == 16 and request.temperature == 0.7
     assert "Tom" in (request.prompt or "") and "Q:" in (request.prompt or "")  # the few-shot prompt
     nodes = {n["id"]: n for n in solution.trace["nodes"]}
-    assert {f"sample{i}/reason" for i in range(16)} | {f"sample{i}/parse" for i in range(16)} | {"vote"} == set(nodes)
+    # Each sample is its inner strategy's node with its call inside; the whole run is one node.
+    samples = {f"sample{i}/few-shot-cot" for i in range(16)}
+    assert {f"sample{i}/reason" for i in range(16)} | samples | {"self-consistency"} == set(nodes)
     assert nodes["sample0/reason"]["merged"]["n"] == 16
+    edges = {(e["source"], e["target"]) for e in solution.trace["edges"]}
+    assert all((f"sample{i}/reason", f"sample{i}/few-shot-cot") in edges for i in range(16))
+    assert all((sample, "self-consistency") in edges for sample in samples)
     assert solution.usage.calls == 1
     assert solution.answer == "5"
     assert solution.text == says(5)[0]
@@ -106,8 +111,8 @@ class TextOnly(Strategy):
     name = "text-only"
     summary = "for tests"
 
-    def build(self, graph: Graph, question: str) -> str:
-        return graph.generate(self.request(question), label="raw")
+    async def forward(self, run: Run, question: str) -> Any:
+        return await run.generate(self.request(question), label="raw")
 
 
 async def test_an_inner_strategy_without_an_answer_fails_the_vote(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,7 +264,10 @@ async def test_beta_goes_on_at_3_to_1_and_stops_at_7_to_1() -> None:
     assert [r.n for r in backend.requests] == [4, 4]
     d = solution.details
     assert d["samples_drawn"] == 8 and d["rounds"] == 2 and d["votes"] == {"3": 7, "1": 1}
-    assert {n["id"] for n in solution.trace["nodes"] if n["label"].startswith("vote")} == {"vote", "vote2"}
+    # The second round's samples follow the first's in the trace.
+    assert {n["id"] for n in solution.trace["nodes"] if n["kind"] == "function"} == {
+        "self-consistency", *(f"sample{i}/few-shot-cot" for i in range(8))
+    }
 
 
 async def test_esc_stops_after_the_first_window_that_agrees_and_not_before() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from reasoner.backends.errors import BackendError
 from reasoner.types import Completion, GenerationRequest, StreamChunk
 
-__all__ = ["Backend", "BackendError", "render_chat"]
+__all__ = ["Backend", "BackendError", "Delegating", "render_chat"]
 
 _PREFILL_MARK = "\x00reasoner-prefill\x00"
 
@@ -43,6 +43,11 @@ class Backend(abc.ABC):
     supports_tools: bool = False
     #: Whether `json_schema` constrains the output (structured output / grammar).
     supports_json_schema: bool = False
+    #: Whether a request asking for token log-probabilities gets them (the embedded model computes
+    #: them only when loaded for it; servers return them when asked).
+    logprobs: bool = True
+    #: Tokens of prompt and completion the model holds, where the backend knows it.
+    context_window: int | None = None
 
     def __init__(self, max_in_flight: int = 16) -> None:
         if max_in_flight < 1:
@@ -110,3 +115,34 @@ class Backend(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _inner(attr: str) -> property:
+    return property(lambda self: getattr(self.inner, attr))
+
+
+class Delegating(Backend):
+    """A backend in front of another (the sample bank): what it can do is read off `inner` at each
+    access, so what an HTTP backend learns after `connect()` (its model's tools, its schemas)
+    shows through. Calls go to `inner`, which bounds its own requests in flight."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(max_in_flight=max(1, inner.max_in_flight))
+        self.inner = inner
+
+    name = _inner("name")  # type: ignore[assignment]
+    supports_n = _inner("supports_n")  # type: ignore[assignment]
+    supports_tools = _inner("supports_tools")  # type: ignore[assignment]
+    supports_json_schema = _inner("supports_json_schema")  # type: ignore[assignment]
+    supports_streaming = _inner("supports_streaming")  # type: ignore[assignment]
+    logprobs = _inner("logprobs")  # type: ignore[assignment]
+    context_window = _inner("context_window")  # type: ignore[assignment]
+
+    async def _generate(self, request: GenerationRequest) -> Completion:
+        return await self.inner.generate(request)
+
+    def describe(self) -> dict[str, object]:
+        return self.inner.describe()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -162,6 +162,9 @@ class OpenAIBackend(Backend):
         if self.model is None:
             cards = await self.model_cards()
             self.model = _only_model([card["id"] for card in cards], secrets.scrub(self.base_url))
+            window = cards[0].get("max_model_len")  # vLLM's cards say how long a context it serves
+            if isinstance(window, int) and window > 0:
+                self.context_window = window
             if all(card.get("owned_by") == "vllm" for card in cards):
                 if not self._continue_final_given:
                     self.continue_final = True

@@ -209,7 +209,7 @@ class LlamaCppBackend(Backend):
         if not path.is_file():
             raise BackendError(f"GGUF model file not found: {path}")
         self.path = path
-        self.n_ctx = n_ctx
+        self.n_ctx = self.context_window = n_ctx
         self.n_threads = n_threads or _default_threads()
         self.logprobs = logprobs
         self._chat = chat

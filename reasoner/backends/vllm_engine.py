@@ -208,6 +208,8 @@ class VLLMBackend(Backend):
         defaults = CPU_ENGINE_ARGS if is_cpu_build() else {}
         self.model = model
         self.engine_args = {**defaults, **(engine_args or {})}
+        window = self.engine_args.get("max_model_len")
+        self.context_window = window if isinstance(window, int) and window > 0 else None
         self._chat = chat
         self._key = json.dumps([model, self.engine_args], sort_keys=True, default=str)
         _engine_for(self._key, model, self.engine_args)  # loading starts now, in the background

@@ -51,15 +51,7 @@ def token_counter(backend: Backend) -> TokenCounter:
 
 def context_window(backend: Backend, given: int | None = None) -> int:
     """`given` (--context-tokens), else the window the backend was opened with, else DEFAULT_WINDOW."""
-    if given:
-        return given
-    for key in ("n_ctx", "max_model_len"):
-        value = backend.describe().get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    engine = getattr(backend, "engine_args", None) or {}
-    value = engine.get("max_model_len") if isinstance(engine, dict) else None
-    return value if isinstance(value, int) and value > 0 else DEFAULT_WINDOW
+    return given or backend.context_window or DEFAULT_WINDOW
 
 
 class _Stop(Exception):

@@ -39,7 +39,7 @@ class Gateway:
         self.traces = TraceStore(config.max_traces)
         self.runner = Runner(backend, self.traces, config.max_runs, config.max_waiting)
         # A sample bank keys its records by its own model string; clients name the model it wraps.
-        model = getattr(backend.backend if isinstance(backend, SampleBank) else backend, "model", None)
+        model = getattr(backend.inner if isinstance(backend, SampleBank) else backend, "model", None)
         #: The name /v1/models lists; the spec answers too (`local`, `vllm:...`).
         self.model_id = model if isinstance(model, str) and model else config.model
         self.served = {self.model_id, config.model}

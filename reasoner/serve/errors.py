@@ -57,6 +57,18 @@ def overloaded(message: str, retry_after: int) -> APIError:
     return APIError(503, message, type="server_error", code="overloaded", headers={"Retry-After": str(retry_after)})
 
 
+def backend_error(exc: BaseException | None) -> BackendError | None:
+    """The upstream failure behind a failed run, where there is one: the exception itself, or
+    one it was raised from (a failed step's, a failed sample's that a vote could not do without)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BackendError):
+            return exc
+        seen.add(id(exc))
+        exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
+    return None
+
+
 def from_backend(exc: BackendError, *, passthrough: bool = False) -> APIError:
     """The status an upstream failure stands for: 429 rate limited, 504 timed out, 502 otherwise.
 

@@ -17,8 +17,7 @@ from reasoner import secrets
 from reasoner.backends.base import Backend
 from reasoner.prompts import Templates
 from reasoner.serve import responses
-from reasoner.serve.errors import APIError, bad_request, from_backend, overloaded
-from reasoner.serve.recording import Recording
+from reasoner.serve.errors import APIError, backend_error, bad_request, from_backend, overloaded
 from reasoner.serve.routes import Route
 from reasoner.serve.schemas import ChatRequest, CompletionRequest
 from reasoner.serve.traces import TraceStore
@@ -134,8 +133,6 @@ class Runner:
         began = time.perf_counter()
         try:
             say({"event": "run.start", "strategy": strategy.name, "t": _since(started)})
-            backend = Recording(self.backend)
-
             def on_node(status: str, node: str, attrs: dict[str, Any]) -> None:
                 event: Event = {"event": "node", "status": status, "node": node, "kind": attrs.get("kind"),
                                 "label": attrs.get("label"), "t": _since(started)}  # fmt: skip
@@ -145,7 +142,7 @@ class Runner:
                     event["error"] = attrs["error"]
                 say(event)
 
-            solution = await strategy.solve(question, backend, on_node=on_node)
+            solution = await strategy.solve(question, self.backend, on_node=on_node)
         finally:
             self.running -= 1
             self.slots.release()
@@ -158,8 +155,8 @@ class Runner:
         })  # fmt: skip
         say({"event": "run.end", "t": _since(started), "usage": responses.usage_json(solution.usage), "trace_id": trace_id})
         if solution.error:
-            if backend.errors:
-                raise from_backend(backend.errors[-1])
+            if (upstream := backend_error(solution.cause)) is not None:
+                raise from_backend(upstream)
             raise APIError(500, f"the strategy found no answer: {solution.error} (trace {trace_id})", type="server_error",
                            code="strategy_failed")  # fmt: skip
         return Outcome(solution, trace_id)
