@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=128, help="per sample (default 128)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", help="GSM8K folder (default: $REASONER_GSM8K, else a cached download)")
+    parser.add_argument("--data", help="GSM8K folder (default: $REASONER_GSM8K, else the copy shipped with reasoner)")
     parser.add_argument("--mode", action="append", choices=list(MODES), help="run only this mode (repeatable)")
     parser.add_argument("--rounds", action="store_true", help="run the two adaptive-rounds modes (SC@16 one request, dirichlet rounds)")
     parser.add_argument("--out", help="a JSONL file each finished run is appended to; the table shows all its runs")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -14,11 +16,28 @@ from pydantic import BaseModel, ValidationError
 from reasoner.answers import parse_gold, preview
 from reasoner.numbers import Tolerance
 
+if TYPE_CHECKING:  # importlib.resources.abc is 3.11+; the annotation alone needs it
+    from importlib.resources.abc import Traversable
+
 Split = Literal["train", "test"]
 
-# The official release (MIT licence), fetched once where the machine is online.
-GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl"
+# The official release (MIT licence), pinned to the commit whose files are shipped, so that a
+# download can be checked against the same sha256.
+GSM8K_COMMIT = "3101c7d5072418e28b9008a6636bde82a006892c"
+GSM8K_URL = (
+    f"https://raw.githubusercontent.com/openai/grade-school-math/{GSM8K_COMMIT}/grade_school_math/data/"
+    "{split}.jsonl"
+)
+# The sha256 of upstream's split files at that commit: what ships in reasoner/datasets/gsm8k/ (a
+# test checks the shipped bytes), and what a download must match before it is cached.
+GSM8K_SHA256: dict[Split, str] = {
+    "test": "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
+    "train": "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+}
 ENV_VAR = "REASONER_GSM8K"
+# The copy shipped inside the package (package data, see pyproject.toml), so the first run needs no
+# network. A module-level value so tests can point it elsewhere.
+SHIPPED: Traversable = files("reasoner") / "datasets" / "gsm8k"
 
 
 class DataError(ValueError):
@@ -38,9 +57,25 @@ def cache_dir() -> Path:
     return Path(base) / "reasoner" / "gsm8k"
 
 
+def shipped_path(split: Split) -> Path | None:
+    """The split shipped with the package, as a file path; None where it is not installed (a
+    build that left the package data out, or a trimmed install)."""
+    resource = SHIPPED / f"{split}.jsonl"
+    if not resource.is_file():
+        return None
+    if isinstance(resource, Path):
+        return resource
+    # Installed somewhere that is not a folder (a zip): the loaders read paths, so copy it out once,
+    # checked, since that copy then stands in for the package's.
+    cached = cache_dir() / f"{split}.jsonl"
+    if not cached.is_file():
+        _store(resource.read_bytes(), split, cached)
+    return cached
+
+
 def gsm8k_path(split: Split = "test", data: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:
-    """Where the split lives: `data` (a file or a folder), else $REASONER_GSM8K, else the cache,
-    downloading it there first if needed."""
+    """Where the split lives: `data` (a file or a folder), else $REASONER_GSM8K, else the copy
+    shipped with the package, else the cache, downloading it there first if allowed."""
     for source in (data, os.environ.get(ENV_VAR)):
         if source:
             path = Path(source)
@@ -49,6 +84,9 @@ def gsm8k_path(split: Split = "test", data: str | os.PathLike[str] | None = None
                 origin = "--data" if source == data else f"${ENV_VAR}"
                 raise DataError(f"{origin} points at {path}, which does not exist")
             return path
+    shipped = shipped_path(split)
+    if shipped is not None:
+        return shipped
     cached = cache_dir() / f"{split}.jsonl"
     if cached.is_file():
         return cached
@@ -58,19 +96,34 @@ def gsm8k_path(split: Split = "test", data: str | os.PathLike[str] | None = None
 
 
 def _download(split: Split, target: Path) -> Path:
+    """Only reached when the shipped copy is missing from the install."""
     url = GSM8K_URL.format(split=split)
     try:
         response = httpx.get(url, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
         response.raise_for_status()
     except httpx.HTTPError as exc:
+        # httpx's status errors run to two lines (a link to MDN); the error is one line.
+        reason = f"HTTP {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else str(exc)
         raise DataError(
-            f"could not download GSM8K {split} from {url} ({exc}); pass --data PATH or set ${ENV_VAR} to a folder "
+            f"could not download GSM8K {split} from {url} ({' '.join(reason.split()) or type(exc).__name__}); "
+            f"pass --data PATH or set ${ENV_VAR} to a folder "
             f"holding {split}.jsonl"
         ) from exc
+    return _store(response.content, split, target, origin=url)
+
+
+def _store(content: bytes, split: Split, target: Path, *, origin: str | None = None) -> Path:
+    """Write the split to `target`, refusing bytes that are not the release (a truncated or altered
+    download would otherwise be cached and scored on for good)."""
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != GSM8K_SHA256[split]:
+        raise DataError(
+            f"GSM8K {split} from {origin or 'the package'} has sha256 {digest}, not the release's "
+            f"{GSM8K_SHA256[split]}; nothing was cached. Pass --data PATH or set ${ENV_VAR}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    partial.write_bytes(response.content)
-    load_jsonl(partial)  # refuse to cache a broken download
+    partial.write_bytes(content)
     partial.replace(target)
     return target
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from reasoner import data
 from reasoner.data import DataError, gsm8k_path, load_gsm8k, load_jsonl
 from reasoner.numbers import Tolerance
 
@@ -31,6 +36,7 @@ def test_missing_path_is_named(tmp_path: Path) -> None:
 def test_offline_without_data_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REASONER_GSM8K", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(data, "SHIPPED", tmp_path / "not-installed")  # an install without the shipped copy
     with pytest.raises(DataError, match="REASONER_GSM8K"):
         gsm8k_path("test", download=False)
 
@@ -168,3 +174,130 @@ def test_a_row_may_set_its_tolerance(tmp_path: Path) -> None:
     assert first.tolerance == Tolerance(rel=0.01)
     assert second.tolerance == Tolerance(places=None)
     assert third.tolerance is None
+
+
+# --- the copy shipped with the package, and the download behind it (issue 24) ------------
+
+
+def serve_files(files: dict[str, bytes]) -> tuple[str, list[str], http.server.ThreadingHTTPServer]:
+    """A local HTTP server answering GET /<name> from `files` (404 otherwise): its base URL, the
+    paths asked for, and the server (to shut down). The download is never tested on the internet."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            asked.append(self.path)
+            body = files.get(self.path.lstrip("/"))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:  # keep the test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", asked, server
+
+
+@pytest.fixture
+def no_shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No --data, no $REASONER_GSM8K, an empty cache and an install without the shipped copy: the cache folder."""
+    monkeypatch.delenv("REASONER_GSM8K", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "SHIPPED", tmp_path / "not-installed")
+    return tmp_path / "cache" / "reasoner" / "gsm8k"
+
+
+@pytest.mark.parametrize("split,rows", [("test", 1319), ("train", 7473)])
+def test_the_shipped_splits_are_the_release(split: data.Split, rows: int) -> None:
+    path = data.shipped_path(split)
+    assert path is not None, "the GSM8K split is missing from the package"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == data.GSM8K_SHA256[split]
+    assert len(load_jsonl(path)) == rows
+    licence = (path.parent / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "Copyright (c) 2021 OpenAI" in licence
+    # The attribution beside them gives the same sums.
+    assert data.GSM8K_SHA256[split] in (path.parent / "README.md").read_text()
+
+
+def test_without_data_or_environment_the_shipped_copy_is_read_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REASONER_GSM8K", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the shipped copy needs no download")
+
+    monkeypatch.setattr(data.httpx, "get", offline)
+    assert gsm8k_path("test") == data.shipped_path("test")
+    problems = load_gsm8k("train")
+    assert len(problems) == 7473 and problems[0].id == "gsm8k-train-1"
+    assert not (tmp_path / "reasoner").exists()  # nothing was written to the cache
+
+
+def test_data_and_the_environment_come_before_the_shipped_copy(
+    gsm8k_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = write(tmp_path, '{"question": "q", "answer": "#### 4"}')
+    monkeypatch.setenv("REASONER_GSM8K", str(gsm8k_dir))
+    assert gsm8k_path("test", own) == own
+    assert gsm8k_path("test") == gsm8k_dir / "test.jsonl"
+
+
+def test_a_corrupt_shipped_file_names_its_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REASONER_GSM8K", raising=False)
+    shipped = tmp_path / "gsm8k"
+    shipped.mkdir()
+    (shipped / "test.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{"question": "trunc\n')
+    monkeypatch.setattr(data, "SHIPPED", shipped)
+    with pytest.raises(DataError, match=r"^\S*gsm8k/test\.jsonl:2: not valid JSON") as caught:
+        load_gsm8k("test")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_zipped_install_copies_the_split_out_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    release = data.shipped_path("test")
+    assert release is not None
+    with zipfile.ZipFile(tmp_path / "site.zip", "w") as archive:
+        archive.write(release, "reasoner/datasets/gsm8k/test.jsonl")
+    monkeypatch.setattr(data, "SHIPPED", zipfile.Path(tmp_path / "site.zip", "reasoner/datasets/gsm8k/"))
+    path = data.shipped_path("test")
+    assert path == tmp_path / "cache" / "reasoner" / "gsm8k" / "test.jsonl"
+    assert path.read_bytes() == release.read_bytes()
+
+
+def test_a_missing_shipped_copy_is_downloaded_once_and_checked(
+    no_shipped_copy: Path, gsm8k_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, asked, server = serve_files({"test.jsonl": (gsm8k_dir / "test.jsonl").read_bytes()})
+    monkeypatch.setattr(data, "GSM8K_URL", base + "/{split}.jsonl")
+    try:
+        assert gsm8k_path("test") == no_shipped_copy / "test.jsonl"
+        assert gsm8k_path("test") == no_shipped_copy / "test.jsonl"  # from the cache, not asked again
+    finally:
+        server.shutdown()
+    assert asked == ["/test.jsonl"]
+    assert hashlib.sha256((no_shipped_copy / "test.jsonl").read_bytes()).hexdigest() == data.GSM8K_SHA256["test"]
+    assert not (no_shipped_copy / "test.partial").exists()
+
+
+def test_a_download_that_is_not_the_release_is_refused_and_not_cached(
+    no_shipped_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = b'{"question": "Tom has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\\n#### 5"}\n'
+    base, asked, server = serve_files({"test.jsonl": small})
+    monkeypatch.setattr(data, "GSM8K_URL", base + "/{split}.jsonl")
+    try:
+        with pytest.raises(DataError, match=r"GSM8K test from http://127\.0\.0\.1:\d+/test\.jsonl has sha256 \w+, not"):
+            gsm8k_path("test")
+        with pytest.raises(DataError, match=r"could not download GSM8K train from \S+ \(HTTP 404\); .*REASONER_GSM8K") as caught:
+            gsm8k_path("train")
+        assert "\n" not in str(caught.value)
+    finally:
+        server.shutdown()
+    assert asked == ["/test.jsonl", "/train.jsonl"]
+    assert not no_shipped_copy.exists() or not any(no_shipped_copy.iterdir())

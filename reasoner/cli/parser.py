@@ -276,7 +276,7 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     pick.add_argument("--sample", type=_positive, metavar="N", help="N questions drawn at random, seeded by --seed (default 0)")
     bench.add_argument("--split", choices=["test", "train"], default="test")
     bench.add_argument("--data", metavar="PATH",
-                       help="a GSM8K folder or any JSONL file (default: $REASONER_GSM8K, else a cached download)")
+                       help="a GSM8K folder or any JSONL file (default: $REASONER_GSM8K, else the copy shipped with reasoner)")
     bench.add_argument("--question-field", default="question", metavar="F", help="JSONL field holding the question")
     bench.add_argument("--id-field", default="id", metavar="F",
                        help="JSONL field holding each question's id (default id; where absent: <file>-<line>)")
