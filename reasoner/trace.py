@@ -65,10 +65,10 @@ def _scope(node: dict[str, Any]) -> tuple[str, ...]:
 
 def render_tree(trace: dict[str, Any], title: str = "trace") -> Tree:
     """The steps in the order they were added, one line each, as a sequence: a loop or a chain
-    reads top to bottom instead of nesting one level per step. A composed strategy's scope
-    (`sample0/`, `fallback/`) is a branch, and the steps a node added and waited for (a ReAct
-    loop's thoughts and actions) are drawn inside it; so the depth is that of the composition,
-    whatever the number of steps."""
+    reads top to bottom instead of nesting one level per step. The calls a strategy's node made
+    (a ReAct loop's thoughts and actions, self-consistency's samples) are drawn inside it, named
+    from its scope (`sample0/few-shot-cot`); a node no strategy made sits in its scope's branch
+    (`sample0/`, `fallback/`). So the depth is that of the composition, whatever the number of steps."""
     nodes = sorted(trace.get("nodes", []), key=lambda n: n.get("order", 0))
     waited_by = {
         e["source"]: e["target"] for e in trace.get("edges", trace.get("links", [])) if e.get("waited")
@@ -83,10 +83,13 @@ def render_tree(trace: dict[str, Any], title: str = "trace") -> Tree:
             branches[scope] = scope_branch(scope[:-1]).add(Text(f"{scope[-1]}/", style="bold dim"))
         return branches[scope]
 
+    by_id = {node["id"]: node for node in nodes}
     for node in nodes:
         owner = waited_by.get(node["id"])
         parent = branches.get(owner) if owner is not None else None
         if parent is None:
-            parent = scope_branch(_scope(node))
-        branches[node["id"]] = parent.add(_line(node, _scope(node)))
+            parent, scope = scope_branch(_scope(node)), _scope(node)
+        else:  # named from its owner's scope: a sample's strategy reads "sample0/few-shot-cot"
+            scope = _scope(by_id[owner])
+        branches[node["id"]] = parent.add(_line(node, scope))
     return tree

@@ -129,7 +129,7 @@ def test_trace_shows_the_graph_and_save_writes_valid_files(term, tmp_path: Path)
     term.expect("you> ")
     term.type("/trace\n")
     # Steps in the order they ran (the trace draws a chain as a sequence, not nested).
-    term.expect(r"last turn\n\S── ◆ reason .*\n\s*└── ƒ parse .*answer=36")
+    term.expect(r"last turn\n\S── ƒ few-shot-cot .*answer=36\n\s*└── ◆ reason ")
     target = tmp_path / "session"
     term.type(f"/save {target}\n")
     term.expect("saved")

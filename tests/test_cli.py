@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -34,7 +35,7 @@ def test_solve_json_has_answer_strategy_usage_and_trace(server, capsys) -> None:
     assert out["answer"] == "42"
     assert out["strategy"] == "zero-shot-cot"
     assert out["usage"]["calls"] == 2 and out["usage"]["completion_tokens"] > 0
-    assert {n["id"] for n in out["trace"]["nodes"]} == {"reason", "answer", "parse"}
+    assert {n["id"] for n in out["trace"]["nodes"]} == {"zero-shot-cot", "reason", "answer"}
     # The model name came from /v1/models, since none was given.
     assert all(r.body["model"] == "tiny" for r in server.completion_requests())
 
@@ -44,7 +45,7 @@ def test_solve_prints_answer_and_trace(server, capsys) -> None:  # type: ignore[
     out = capsys.readouterr().out
     assert code == 0
     assert "42" in out and "few-shot-cot" in out and "1 call ·" in out
-    assert "reason" in out and "parse" in out  # the trace tree
+    assert re.search(r"ƒ few-shot-cot .*answer=42\n\s*└── ◆ reason ", out)  # the trace tree: the strategy, then its call
     assert server.completion_requests()[0].body["max_tokens"] == 50
 
 

@@ -338,3 +338,19 @@ async def test_a_given_transport_carries_every_request(mock: MockOpenAI) -> None
     backend = OpenAIBackend(BASE_URL, "fake-model", transport=counting)
     assert (await backend.generate(_ask())).text == "answer 0 is 42"
     assert counting.calls == ["POST /chat/completions"]
+
+
+async def test_a_bank_over_an_http_backend_sees_what_it_learns_on_connect(tmp_path: Any) -> None:
+    from reasoner.bank import SampleBank
+
+    cards = [{"id": "served-model", "object": "model", "owned_by": "vllm", "max_model_len": 2048}]
+    mock = MockOpenAI(cards)
+    # vLLM started without a tool parser refuses the probe: no native tool calls.
+    mock.fail(httpx.Response(200, json={"object": "list", "data": cards}), _error(400, "unrecognized request argument"))
+    backend = OpenAIBackend(BASE_URL, http_transport=mock.transport())
+    bank = SampleBank(backend, tmp_path / "b.bank")  # wrapped before it has connected, as the CLI does
+    assert bank.supports_tools and bank.context_window is None  # what an OpenAI-compatible server is assumed to do
+    await backend.connect()
+    assert not backend.supports_tools and not bank.supports_tools
+    assert bank.context_window == backend.context_window == 2048
+    bank.close()
