@@ -5,7 +5,9 @@ so its CPU is not counted) with a fixed latency per request, driven two ways:
   * bare:   an httpx asyncio loop with a semaphore, parsing each JSON body, its connections
             spread over small pools as the backend does (and, for reference, one big pool);
   * engine: 1000 independent model nodes in one reasoner Graph, run by the Engine through the
-            OpenAIBackend (pydantic request/response models, retries, trace recording).
+            OpenAIBackend (pydantic request/response models, retries, trace recording);
+  * strategy: the same 1000 calls made as a strategy makes them, `run.gather` of `run.generate`
+            in one `forward` (the direct-style handle: a task and a node per call).
 Prints both wall times, their ratio, and client CPU per call (process time / calls); and, to
 separate the engine's own cost from httpx's, the engine against an in-memory backend.
 
@@ -29,7 +31,22 @@ from reasoner.backends.transports import CONNECTIONS_PER_CLIENT
 from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
 from reasoner.graph import Graph
-from reasoner.types import GenerationRequest
+from reasoner.run import Run
+from reasoner.strategy import Strategy
+from reasoner.types import Answer, GenerationRequest
+
+
+class Calls(Strategy):
+    """`calls` distinct model calls at once, as a strategy's siblings are made."""
+
+    name = "calls"
+    summary = "for the overhead benchmark"
+    calls: int = 1000
+
+    async def forward(self, run: Run, question: str) -> Answer:
+        prompts = [GenerationRequest(prompt=f"question {i}", max_tokens=16) for i in range(self.calls)]
+        replies = await run.gather(*(run.generate(p, label="call") for p in prompts))
+        return Answer(answer=str(len(replies)), text="")
 
 
 async def bare_loop(base_url: str, calls: int, concurrency: int, per_client: int) -> None:
@@ -85,6 +102,23 @@ async def engine_alone(base_url: str, calls: int, concurrency: int) -> None:
     await Engine(backend).run(graph)
 
 
+async def strategy(base_url: str, calls: int, concurrency: int) -> None:
+    backend = OpenAIBackend(base_url, "fake-model", api_key="unused", max_in_flight=concurrency)
+    try:
+        solution = await Calls(calls=calls).solve("", backend)
+        if solution.error or solution.usage.calls != calls:
+            raise RuntimeError(f"the strategy failed: {solution.error}")
+    finally:
+        await backend.aclose()
+
+
+async def strategy_alone(base_url: str, calls: int, concurrency: int) -> None:
+    backend = ScriptedBackend([("question", "Echo")], max_in_flight=concurrency, supports_n=False)
+    solution = await Calls(calls=calls).solve("", backend)
+    if solution.error:
+        raise RuntimeError(f"the strategy failed: {solution.error}")
+
+
 def measure(fn, base_url: str, calls: int, concurrency: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     wall, cpu = time.perf_counter(), time.process_time()
     asyncio.run(fn(base_url, calls, concurrency))
@@ -115,6 +149,8 @@ def main() -> int:
             ("bare httpx", bare),
             ("engine", engine),
             ("engine alone, no network", engine_alone),
+            ("strategy (run.gather)", strategy),
+            ("strategy alone, no network", strategy_alone),
         )
         for name, fn in paths:
             # Interleaving would be fairer on a noisy machine, but best-of-N per path is simpler to read.
@@ -134,12 +170,17 @@ def main() -> int:
     console.print(table)
     (bw, bc), (ew, ec) = results["bare httpx"], results["engine"]
     alone = results["engine alone, no network"][1]
+    handle = results["strategy alone, no network"][1]
     console.print(f"latency floor (calls / in flight × latency): {ideal:.3f} s")
     console.print(f"wall ratio engine / bare: [bold]{ew / bw:.3f}[/bold]  (target ≤ 1.05)")
     console.print(
         f"engine CPU per call: [bold]{ec / args.calls * 1000:.3f} ms[/bold] in all (httpx included), "
         f"{(ec - bc) / args.calls * 1000:+.3f} ms against bare httpx, "
         f"[bold]{alone / args.calls * 1000:.3f} ms[/bold] for the engine alone  (target < 0.5 ms)"
+    )
+    console.print(
+        f"a strategy's call through the run handle: [bold]{handle / args.calls * 1000:.3f} ms[/bold] of CPU alone, "
+        f"{(handle - alone) / args.calls * 1000:+.3f} ms against a bare graph node"
     )
     return 0
 

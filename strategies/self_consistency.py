@@ -53,15 +53,13 @@ def _logprob_sum(answers: Sequence[Answer]) -> float | None:
     return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
 
-def majority_vote(
-    answers: Sequence[Answer], weighted: bool = False, weighting: Weighting = "logprob"
-) -> tuple[str | None, dict[str, Any]]:
+def majority_vote(answers: Sequence[Answer], weighting: Weighting = "none") -> tuple[str | None, dict[str, Any]]:
     """The winning answer of the samples, and how the vote went.
 
     "No answer" never wins while any sample has an answer. A tie goes to the answer whose samples
     have the larger summed log-probability when all of them carry one, else to the first seen.
-    With `weighted`, a vote counts exp(mean token log-probability), or with `weighting="confidence"`
-    exp(trace confidence) (1 for a sample without).
+    With `weighting="logprob"` a vote counts exp(mean token log-probability), with "confidence"
+    exp(trace confidence), with "verifier" the verifier's score (1 for a sample without).
     `details["sample"]` is the index of the sample whose text stands for the winner.
     """
     if not answers:
@@ -71,6 +69,7 @@ def majority_vote(
     for a in answers:
         if a.answer is not None:
             by_answer.setdefault(a.answer, []).append(a)  # dicts keep first-seen order
+    weighted = weighting != "none"
     score = {ans: sum(_weight(a, weighting) for a in group) if weighted else len(group) for ans, group in by_answer.items()}
     winner: str | None = None
     if score:
@@ -110,22 +109,14 @@ class SelfConsistency(Strategy):
     window: int | None = Field(None, ge=1, description="samples in the first round when stopping early (one request with n=window; default: the rule's)")
     step: int | None = Field(None, ge=1, description="samples in each later round (default: the rule's, else window)")
     threshold: float | None = Field(None, gt=0.5, le=1.0, description="confidence at which the beta and dirichlet rules stop (default: the rule's)")
-    weighted: bool = Field(False, description="weight each vote by its sample's mean token probability (weighting logprob)")
-    weighting: Weighting | None = Field(
-        None,
+    weighting: Weighting = Field(
+        "none",
         description="none; logprob: each vote weighs exp(mean token log-probability); confidence: exp(DeepConf trace "
         "confidence, the lowest mean over 32-token groups); verifier: the --verifier's score (steps aggregated by "
         "--aggregate). The dirichlet rule then counts the weighted votes",
     )
     verifier: VerifierSpec = verifier_field()
     aggregate: Aggregation = aggregate_field()
-
-    @property
-    def vote_weighting(self) -> Weighting:
-        """The weighting in force: `weighting`, else logprob when `weighted` is set."""
-        if self.weighting is not None:
-            return self.weighting
-        return "logprob" if self.weighted else "none"
 
     def rounds(self) -> RuleDefaults:
         """The stopping settings in force: the options set, the rule's defaults for the rest. A
@@ -141,12 +132,12 @@ class SelfConsistency(Strategy):
         """The inner strategy for one round. All copies in a round share one seed, so their calls
         merge; each round moves the seed past the samples already drawn, so rounds differ."""
         seed = None if self.seed is None else self.seed + drawn
-        return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.vote_weighting != "none")
+        return inner_strategy(self, self.inner, seed=seed, logprobs=self.logprobs or self.weighting != "none")
 
     async def forward(self, run: Run, question: str) -> Answer:
         window, step, threshold = self.rounds()
-        verifier = open_verifier(self.verifier) if self.vote_weighting == "verifier" else None
-        weighting = self.vote_weighting
+        verifier = open_verifier(self.verifier) if self.weighting == "verifier" else None
+        weighting = self.weighting
         results: list[Answer] = []
         drawn = rounds = 0
         while True:
@@ -167,7 +158,7 @@ class SelfConsistency(Strategy):
             answers = [r.answer for r in results]
             if drawn >= self.samples or should_stop(self.stopping, answers, window, threshold, self.samples, weights):
                 break
-        winner, details = majority_vote(results, weighting != "none", weighting)
+        winner, details = majority_vote(results, weighting)
         details.update(
             samples_drawn=drawn, samples_cap=self.samples, stopping=self.stopping, rounds=rounds, threshold=threshold,
             failed_samples=drawn - len(results),

@@ -152,7 +152,7 @@ def test_a_clear_majority_ignores_logprobs() -> None:
 def test_weighted_vote_lets_confident_samples_outvote_more_numerous_ones() -> None:
     answers = [a("1", logprob_mean=-3.0)] * 3 + [a("2", logprob_mean=-0.1)] * 2 + [a("3")]
     assert majority_vote(answers)[0] == "1"
-    winner, details = majority_vote(answers, weighted=True)
+    winner, details = majority_vote(answers, "logprob")
     assert winner == "2"
     assert details["weights"]["2"] == pytest.approx(2 * 0.904837, rel=1e-5)
     assert details["weights"]["3"] == 1.0  # no log-probability: weight 1
@@ -164,7 +164,7 @@ async def test_weighted_strategy_asks_for_logprobs_and_uses_them() -> None:
     backend = ScriptedBackend([Rule("Tom", says(1, 1, 1, 2, 2), logprob=[-30.0, -30.0, -30.0, -0.5, -0.5])])
     plain = await sc(samples=5).solve(QUESTION, backend)
     assert plain.answer == "1"
-    weighted = await sc(samples=5, weighted=True).solve(QUESTION, backend)
+    weighted = await sc(samples=5, weighting="logprob").solve(QUESTION, backend)
     assert backend.requests[-1].logprobs and not backend.requests[0].logprobs
     assert weighted.answer == "2"
     assert set(weighted.details["weights"]) == {"1", "2"}
@@ -217,12 +217,12 @@ def test_a_bad_verifier_spec_is_refused_at_construction() -> None:
         sc(weighting="verifier", verifier="nonsense:spec")
 
 
-def test_weighting_defaults_follow_weighted() -> None:
-    assert sc().vote_weighting == "none"
-    assert sc(weighted=True).vote_weighting == "logprob"
-    assert sc(weighted=True, weighting="confidence").vote_weighting == "confidence"
+def test_one_option_says_how_votes_are_weighted() -> None:
+    assert sc().weighting == "none"
     with pytest.raises(ValidationError, match="weighting"):
         sc(weighting="loud")
+    with pytest.raises(ValidationError, match="weighted"):  # the old flag, refused rather than ignored
+        sc(weighted=True)
 
 
 # -- stopping rules ----------------------------------------------------------------------------------

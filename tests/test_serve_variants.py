@@ -9,8 +9,8 @@ from reasoner.variants import VariantError, parse_variant, validate_options
 
 def test_a_name_alone_and_a_name_with_typed_options() -> None:
     assert parse_variant("few-shot-cot") == ("few-shot-cot", {})
-    name, options = parse_variant(" self-consistency:samples=8, stopping=beta ,weighted=true")
-    assert name == "self-consistency" and options == {"samples": 8, "stopping": "beta", "weighted": True}
+    name, options = parse_variant(" self-consistency:samples=8, stopping=beta ,logprobs=true")
+    assert name == "self-consistency" and options == {"samples": 8, "stopping": "beta", "logprobs": True}
     assert type(options["samples"]) is int
 
 
