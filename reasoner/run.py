@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reasoner.graph import Capabilities, Ctx, Graph, Kind, NodeFailed, NodeId
 from reasoner.types import Answer, Completion, GenerationRequest
@@ -33,9 +33,28 @@ T = TypeVar("T")
 _after: ContextVar[tuple[NodeId, ...]] = ContextVar("reasoner_run_after", default=())
 
 
+class Branch(Generic[T]):
+    """A step started on its own (`run.branch`). Awaiting it, as often as wanted and from any
+    code, gives its result, and makes what the awaiting code calls next depend on its calls."""
+
+    def __init__(self, step: Awaitable[T]) -> None:
+        self._began = _after.get()  # where its chain starts: before its calls, so implied by them
+        self._task = asyncio.ensure_future(_branch(step))
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._join().__await__()
+
+    async def _join(self) -> T:
+        value, ended = await self._task
+        kept = [node for node in _after.get() if node not in self._began]
+        _after.set(tuple(dict.fromkeys((*kept, *ended))))
+        return value
+
+
 class Run:
-    """What a strategy sees while it runs: `generate`, `tool`, `verify`, `solve`, `gather`, `scope`
-    and `backend` (what the model can do). Node ids are `label`s, made unique with `#n`."""
+    """What a strategy sees while it runs: `generate`, `tool`, `verify`, `solve`, `gather`,
+    `branch`, `scope` and `backend` (what the model can do). Node ids are `label`s, made unique
+    with `#n`."""
 
     def __init__(self, graph: Graph, node: NodeId, backend: Capabilities) -> None:
         self._graph = graph
@@ -121,7 +140,8 @@ class Run:
             if pending:
                 await asyncio.wait(pending)
         results: list[T | Exception] = []
-        after: dict[NodeId, None] = dict.fromkeys(_after.get())
+        # Each branch's chain began with this one's, so the branches' ends are all that is needed.
+        after: dict[NodeId, None] = {}
         for task in tasks:
             if task.cancelled():
                 raise asyncio.CancelledError()
@@ -134,8 +154,14 @@ class Run:
             value, ended = task.result()
             after.update(dict.fromkeys(ended))
             results.append(value)
-        _after.set(tuple(after))
+        if after:  # else every branch failed: nothing new to follow
+            _after.set(tuple(after))
         return results
+
+    def branch(self, step: Awaitable[T]) -> Branch[T]:
+        """`step` started now, in a task of its own, for code that awaits results as they come
+        rather than all together: plan-dag's sub-questions each await those they depend on."""
+        return Branch(step)
 
     def _deps(self) -> list[NodeId]:
         # Provenance, not gating: these are done (awaited); a failed one, caught, is left out.

@@ -7,10 +7,10 @@ Two stages:
 2. sub-problem solving: the sub-questions are answered in order, each prompt carrying the problem
    and every earlier sub-question with its answer. The last answer is the answer.
 
-The graph grows once the list is read: decompose → plan, then solve1 → … → solveN → final, and plan
-forwards to final. A list with no sub-question, or with more than `max_subquestions`, is no plan
-to follow: few-shot chain-of-thought answers instead (node "fallback"; details["fallback"] names
-the strategy, details["fallback_reason"] says why).
+The model calls are `decompose`, then `solve1` … `solveN`, one after the other. A list with no
+sub-question, or with more than `max_subquestions`, is no plan to follow: few-shot chain-of-thought
+answers instead (in the scope "fallback"; details["fallback"] names the strategy,
+details["fallback_reason"] says why).
 
 The list is asked for with the assistant's reply begun as in the exemplars ("Sub-questions:",
 then "1."), which holds a model to their format. Greedy by default: one chain is followed, so
@@ -21,14 +21,13 @@ sampling only adds noise (self-consistency can wrap this strategy for votes). GS
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 
 from pydantic import BaseModel, Field
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
 from reasoner.strategies.common import fall_back, logprob_details, templates
@@ -96,63 +95,43 @@ class LeastToMost(Strategy):
     decompose_max_tokens: int = Field(160, ge=1, description="tokens for the list of sub-questions")
     max_tokens: int = Field(256, ge=1, description="tokens per sub-question answer (and for the fallback's solution)")
 
-    def build(self, graph: Graph, question: str) -> NodeId:
-        shots = exemplars()[: self.k]
+    async def forward(self, run: Run, question: str) -> Answer:
+        # Stage 1: decomposition.
         prefill = templates.render("least_to_most/list.j2")
-        ask = templates.render("least_to_most/decompose.j2", exemplars=shots, question=question)
-        decompose = graph.generate(
-            self.turn(ask, prefill, max_tokens=self.decompose_max_tokens, stop=("\n\n", "\nQ:")), label="decompose"
+        ask = templates.render("least_to_most/decompose.j2", exemplars=exemplars()[: self.k], question=question)
+        request = self.turn(ask, prefill, max_tokens=self.decompose_max_tokens, stop=("\n\n", "\nQ:"))
+        raw = continued(prefill, (await run.generate(request, label="decompose")).text)
+        listed = parse_subquestions(raw)
+        if not listed or len(listed) > self.max_subquestions:
+            reason = (
+                "no sub-questions in the decomposition"
+                if not listed
+                else f"{len(listed)} sub-questions, more than max_subquestions={self.max_subquestions}"
+            )
+            return await fall_back(self, run, question, "few-shot-cot", reason, {"decomposition": raw}, k=self.k)
+        appended = not ends_with_question(listed, question)
+        subquestions = listed + [asked(question)] if appended else listed
+
+        # Stage 2: sub-problem solving, in order, each prompt carrying every earlier answer.
+        steps: list[Step] = []
+        for i, current in enumerate(subquestions, 1):
+            solved = await run.generate(self._solve(question, steps, current), label=f"solve{i}")
+            steps.append(Step(question=current, answer=reply(solved.text)))
+        return Answer(
+            answer=extract_answer(steps[-1].answer),
+            text=templates.render("least_to_most/transcript.j2", steps=steps).strip(),
+            details={
+                "subquestions": subquestions,
+                "subanswers": [s.answer for s in steps],
+                "appended_question": appended,
+                "decomposition": raw,
+                **logprob_details(solved.choices[0]),
+            },
         )
 
-        def plan(ctx: Ctx) -> Forward:
-            raw = continued(prefill, ctx[decompose].text)
-            listed = parse_subquestions(raw)
-            if not listed or len(listed) > self.max_subquestions:
-                reason = (
-                    "no sub-questions in the decomposition"
-                    if not listed
-                    else f"{len(listed)} sub-questions, more than max_subquestions={self.max_subquestions}"
-                )
-                return Forward(fall_back(self, graph, question, "few-shot-cot", reason, {"decomposition": raw}, k=self.k))
-            appended = not ends_with_question(listed, question)
-            subquestions = listed + [asked(question)] if appended else listed
-            # Nodes are added through `graph`, not ctx.graph, so they keep this strategy's scope
-            # when it runs inside another one.
-            solves: list[NodeId] = []
-            for i, sub in enumerate(subquestions):
-                # Each step reads every earlier answer; the first waits only for the list.
-                request = self._solve(question, subquestions[:i], solves[:], sub)
-                solves.append(graph.generate(request, after=solves[:] or [decompose], label=f"solve{i + 1}"))
-
-            def final(ctx: Ctx) -> Answer:
-                steps = [Step(question=q, answer=reply(ctx[s].text)) for q, s in zip(subquestions, solves)]
-                return Answer(
-                    answer=extract_answer(steps[-1].answer),
-                    text=templates.render("least_to_most/transcript.j2", steps=steps).strip(),
-                    details={
-                        "subquestions": subquestions,
-                        "subanswers": [s.answer for s in steps],
-                        "appended_question": appended,
-                        "decomposition": raw,
-                        **logprob_details(ctx[solves[-1]].choices[0]),
-                    },
-                )
-
-            return Forward(graph.function(final, after=solves, label="final"))
-
-        return graph.function(plan, after=[decompose], label="plan")
-
-    def _solve(
-        self, question: str, before: list[str], answers: list[NodeId], current: str
-    ) -> Callable[[Ctx], GenerationRequest]:
-        """The request for sub-question `current`, once the `answers` to the ones `before` it are in."""
-
-        def build(ctx: Ctx) -> GenerationRequest:
-            solved = [Step(question=q, answer=reply(ctx[n].text)) for q, n in zip(before, answers)]
-            shots = exemplars()[: self.k]
-            prompt = templates.render(
-                "least_to_most/solve.j2", exemplars=shots, question=question, solved=solved, current=current
-            )
-            return self.turn(prompt, templates.render("least_to_most/answer.j2"), stop=("\nQ:", "\nProblem:", "\n\n"))
-
-        return build
+    def _solve(self, question: str, solved: list[Step], current: str) -> GenerationRequest:
+        """The request for sub-question `current`, the ones before it `solved`."""
+        prompt = templates.render(
+            "least_to_most/solve.j2", exemplars=exemplars()[: self.k], question=question, solved=solved, current=current
+        )
+        return self.turn(prompt, templates.render("least_to_most/answer.j2"), stop=("\nQ:", "\nProblem:", "\n\n"))

@@ -2,12 +2,12 @@
 
 The model writes the solution as a Python function `solution()` after worked examples (GSM8K train
 problems with programs we wrote); a sandboxed interpreter runs it and its return value is the
-answer, so the arithmetic is done by Python, not by the model. Three nodes: `program` (the model
-call: a plain request, so self-consistency's copies of it merge into one request with n), `run`
-(the sandbox, a tool node) and `answer`. A program that crashes, times out or returns no number is
-recorded in the trace and the question goes to chain-of-thought instead (`fallback`, default
-few-shot-cot, built in the scope "fallback"); details["fallback"] names the strategy that answered
-("none" when no fallback is set), details["fallback_reason"] says why.
+answer, so the arithmetic is done by Python, not by the model. Two steps: `program` (the model
+call: a plain request, so self-consistency's copies of it merge into one request with n) and `run`
+(the sandbox, a tool node). A program that crashes, times out or returns no number is recorded in
+the trace and the question goes to chain-of-thought instead (`fallback`, default few-shot-cot, run
+in the scope "fallback"); details["fallback"] names the strategy that answered ("none" when no
+fallback is set), details["fallback_reason"] says why.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from reasoner.answers import extract_answer, normalize_number
-from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import fall_back, logprob_details, strategy_name, templates
@@ -83,24 +83,17 @@ class PAL(Strategy):
         "few-shot-cot", description="strategy to use when the program fails ('none': no answer)"
     )
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
         prompt = templates.render("pal/prompt.j2", question=question)
-        program = graph.generate(self.turn(prompt, PREFILL, stop=("\nQ:", "\n\n\n")), label="program")
-
-        async def run(ctx: Ctx) -> ToolResult:
-            return await run_program(program_from(ctx[program].text), self.timeout_s)
-
-        ran = graph.tool(run, after=[program], label="run")
-
-        def conclude(ctx: Ctx) -> Answer | Forward:
-            code, result = program_from(ctx[program].text), ctx[ran]
-            answer = number_from(result.value) if result.ok else None
-            details = {"program": code, "output": result.output, **logprob_details(ctx[program].choices[0])}
-            if answer is not None:
-                return Answer(answer=answer, text=f"{code}\n\nThe answer is {answer}.", details=details)
-            reason = f"the program failed: {result.error or result.output}" if not result.ok else f"no number in the result {result.value!r}"
-            if self.fallback == "none":
-                return Answer(answer=None, text=code, details={**details, "fallback": "none", "fallback_reason": reason})
-            return Forward(fall_back(self, graph, question, self.fallback, reason, details))
-
-        return graph.function(conclude, after=[program, ran], label="answer")
+        program = await run.generate(self.turn(prompt, PREFILL, stop=("\nQ:", "\n\n\n")), label="program")
+        code = program_from(program.text)
+        result = await run.tool(run_program, code, self.timeout_s, label="run")
+        answer = number_from(result.value) if result.ok else None
+        details = {"program": code, "output": result.output, **logprob_details(program.choices[0])}
+        if answer is not None:
+            return Answer(answer=answer, text=f"{code}\n\nThe answer is {answer}.", details=details)
+        # The failed run stays in the trace (its node's output); the question goes to the fallback.
+        reason = f"the program failed: {result.error or result.output}" if not result.ok else f"no number in the result {result.value!r}"
+        if self.fallback == "none":
+            return Answer(answer=None, text=code, details={**details, "fallback": "none", "fallback_reason": reason})
+        return await fall_back(self, run, question, self.fallback, reason, details)

@@ -7,10 +7,10 @@ solve idea of Wang et al. 2023 ("Plan-and-Solve Prompting") with LLMCompiler's d
    The plan must be a DAG (unique ids, known dependencies, no cycle); if not, the model is asked
    once more with the error (`repair`); a second bad plan falls back to few-shot-cot
    (details["fallback"]).
-2. solve: each sub-question is a node that waits for its dependencies only, so independent ones
-   run concurrently; it is answered by the `inner` strategy (or, with inner="calculator", by an
-   arithmetic expression the model writes and the calculator evaluates), its dependencies'
-   answers in its prompt.
+2. solve: every sub-question starts at once (in the scope stepN) and waits for its dependencies'
+   answers only, so independent ones run concurrently; it is answered by the `inner` strategy
+   (or, with inner="calculator", by an arithmetic expression the model writes and the calculator
+   evaluates, a tool node), its dependencies' answers in its prompt.
 3. answer: a final model call answers the problem from all the sub-answers.
 """
 
@@ -23,14 +23,13 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.run import Branch, Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
 from reasoner.strategies.common import fall_back, inner_strategy, logprob_details, strategy_name, templates
 from reasoner.strategies.pal import number_from
 from reasoner.tools import default_tools
-from reasoner.tools.base import ToolRegistry, ToolResult
-
+from reasoner.tools.base import ToolRegistry
 
 class SubQuestion(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
@@ -110,87 +109,74 @@ class PlanDAG(Strategy):
         copy._registry = registry
         return copy
 
-    def build(self, graph: Graph, question: str) -> NodeId:
-        schema = Plan.model_json_schema()
+    async def forward(self, run: Run, question: str) -> Answer:
+        # 1. plan, with one repair: the model is shown its plan and what is wrong with it.
+        planned = await run.generate(self._ask_plan(question), label="plan")
+        plan, error = self._read(planned.text)
+        notes: dict[str, Any] = {"repaired": False}
+        if plan is None:
+            notes = {"repaired": True, "plan_errors": [error]}
+            repair = await run.generate(self._ask_plan(question, planned.text.strip(), error), label="repair")
+            plan, error = self._read(repair.text)
+            if plan is None:
+                notes["plan_errors"].append(error)
+                return await fall_back(self, run, question, "few-shot-cot", "no valid plan after one repair", notes)
+        return await self._solve(run, question, plan, notes)
 
-        def ask(previous: str = "", error: str = "") -> GenerationRequest:
-            prompt = templates.render("plan_dag/plan.j2", question=question, previous=previous, error=error)
-            return self.turn(prompt, max_tokens=self.plan_max_tokens, json_schema=schema)
+    def _read(self, text: str) -> tuple[Plan | None, str]:
+        """The plan in a reply, or None and what is wrong with it."""
+        try:
+            return parse_plan(text, self.max_subquestions), ""
+        except ValueError as exc:
+            return None, str(exc)
 
-        first = graph.generate(ask(), label="plan")
+    def _ask_plan(self, question: str, previous: str = "", error: str = "") -> GenerationRequest:
+        prompt = templates.render("plan_dag/plan.j2", question=question, previous=previous, error=error)
+        return self.turn(prompt, max_tokens=self.plan_max_tokens, json_schema=Plan.model_json_schema())
 
-        def check(ctx: Ctx) -> Forward:
-            try:
-                return Forward(self._solve(graph, question, parse_plan(ctx[first].text, self.max_subquestions), first, {"repaired": False}))
-            except ValueError as exc:
-                error = str(exc)
-            repair = graph.generate(lambda c: ask(c[first].text.strip(), error), after=[first], label="repair")
-
-            def recheck(ctx: Ctx) -> Forward:
-                notes = {"repaired": True, "plan_errors": [error]}
-                try:
-                    return Forward(self._solve(graph, question, parse_plan(ctx[repair].text, self.max_subquestions), repair, notes))
-                except ValueError as exc:
-                    notes["plan_errors"].append(str(exc))
-                    return Forward(fall_back(self, graph, question, "few-shot-cot", "no valid plan after one repair", notes))
-
-            return Forward(graph.function(recheck, after=[repair], label="recheck"))
-
-        return graph.function(check, after=[first], label="check")
-
-    def _solve(self, graph: Graph, question: str, plan: Plan, planned: NodeId, notes: dict[str, Any]) -> NodeId:
-        """One node per sub-question, waiting for its dependencies only; then the final call."""
-        nodes: dict[str, NodeId] = {}
+    async def _solve(self, run: Run, question: str, plan: Plan, notes: dict[str, Any]) -> Answer:
+        """2. every sub-question at once, each waiting for its dependencies' answers only; 3. the
+        final call, once all are in."""
         by_id = {s.id: s for s in plan.steps}
-
-        def solved(ctx: Ctx, ids: list[str]) -> list[Solved]:
-            return [Solved(question=by_id[i].question, answer=self._short(ctx[nodes[i]])) for i in ids]
-
         position = {s.id: i for i, s in enumerate(plan.steps)}
-        # Dependencies first (their nodes must exist), otherwise in the plan's order.
-        for i, sid in enumerate(nx.lexicographical_topological_sort(dependencies(plan), key=position.__getitem__), 1):
-            sub, label = by_id[sid], f"step{i}"
+        # Labelled step1, step2, … with dependencies first, otherwise in the plan's order.
+        order = list(nx.lexicographical_topological_sort(dependencies(plan), key=position.__getitem__))
+        steps: dict[str, Branch[Answer]] = {}
 
-            def solve(ctx: Ctx, sub: SubQuestion = sub, label: str = label) -> Forward:
-                return Forward(self._answer_step(graph.scope(label), question, sub.question, solved(ctx, sub.depends_on)))
+        async def step(sid: str, label: str) -> Answer:
+            sub = by_id[sid]
+            # Awaiting a dependency's branch also puts its calls before this step's in the trace.
+            known = [Solved(question=by_id[d].question, answer=self._short(await steps[d])) for d in sub.depends_on]
+            return await self._answer_step(run.scope(label), question, sub.question, known)
 
-            nodes[sid] = graph.function(solve, after=[nodes[d] for d in sub.depends_on] or [planned], label=label)
-        ids, steps = list(by_id), list(nodes.values())
-
-        def ask(ctx: Ctx) -> GenerationRequest:
-            return self.turn(templates.render("plan_dag/final.j2", problem=question, solved=solved(ctx, ids)), "A:", stop=("\nQ:",))
-
-        final = graph.generate(ask, after=steps, label="final")
-
-        def conclude(ctx: Ctx) -> Answer:
-            text = ctx[final].text.strip()
-            answers = {i: ctx[nodes[i]].answer for i in ids}
-            details = {"plan": plan.model_dump()["steps"], "answers": answers, "inner": self.inner, **notes}
-            return Answer(answer=extract_answer(text), text=text, details={**details, **logprob_details(ctx[final].choices[0])})
-
-        return graph.function(conclude, after=[final, *steps], label="answer")
+        # Every step starts at once (dependencies first, so each finds those it awaits), and waits
+        # only for what it needs. A failed step fails the run; gather cancels the rest.
+        for i, sid in enumerate(order, 1):
+            steps[sid] = run.branch(step(sid, f"step{i}"))
+        await run.gather(*steps.values())
+        answers = {sid: await steps[sid] for sid in by_id}  # in the plan's order
+        solved = [Solved(question=by_id[i].question, answer=self._short(a)) for i, a in answers.items()]
+        ask = self.turn(templates.render("plan_dag/final.j2", problem=question, solved=solved), "A:", stop=("\nQ:",))
+        final = await run.generate(ask, label="final")
+        text = final.text.strip()
+        details = {"plan": plan.model_dump()["steps"], "answers": {i: a.answer for i, a in answers.items()}, "inner": self.inner, **notes}
+        return Answer(answer=extract_answer(text), text=text, details={**details, **logprob_details(final.choices[0])})
 
     @staticmethod
     def _short(answer: Answer) -> str:
         """A sub-answer as the later prompts show it: its number, else the end of its text."""
         return answer.answer if answer.answer is not None else (answer.text.strip().splitlines() or ["unknown"])[-1][:200]
 
-    def _answer_step(self, graph: Graph, problem: str, sub: str, known: list[Solved]) -> NodeId:
+    async def _answer_step(self, run: Run, problem: str, sub: str, known: list[Solved]) -> Answer:
+        """One sub-question's answer: the inner strategy's, or the calculator's value of the
+        expression the model writes."""
         if self.inner != "calculator":
             question = templates.render("plan_dag/subquestion.j2", problem=problem, known=known, question=sub)
-            return inner_strategy(self, self.inner).build(graph, question)
+            return await run.solve(inner_strategy(self, self.inner), question)
         prompt = templates.render("plan_dag/expression.j2", problem=problem, known=known, question=sub)
-        expression = graph.generate(self.turn(prompt, "Expression:", max_tokens=64, stop=("\n",)), label="expression")
+        expression = await run.generate(self.turn(prompt, "Expression:", max_tokens=64, stop=("\n",)), label="expression")
+        written = expression.text.strip()
         registry = self._registry or default_tools(["calculator"])
-
-        async def calculate(ctx: Ctx) -> ToolResult:
-            return await registry.call("calculator", ctx[expression].text.strip())
-
-        ran = graph.tool(calculate, after=[expression], label="calculate")
-
-        def result(ctx: Ctx) -> Answer:
-            written, out = ctx[expression].text.strip(), ctx[ran]
-            value = number_from(out.value) if out.ok else None
-            return Answer(answer=value, text=f"{written} = {out.output}", details={"expression": written, "ok": out.ok})
-
-        return graph.function(result, after=[expression, ran], label="result")
+        out = await run.tool(registry.call, "calculator", written, label="calculate")
+        value = number_from(out.value) if out.ok else None
+        return Answer(answer=value, text=f"{written} = {out.output}", details={"expression": written, "ok": out.ok})

@@ -8,9 +8,9 @@ The model alternates Thought → Action → Observation until it acts `finish[an
         observation = the tool's result, added to the transcript the next thought sees
         stop at finish[answer]
 
-The loop is one node (`react`) that adds each step's `thought` (a model call) and `action` (a tool
-node whose ToolResult's `output` is the observation) to the graph as it goes, and waits for each:
-the trace holds every call and a live display watches these labels through `Strategy.solve(...,
+`forward` is that loop, run as one node (`react`): each step is a `thought` (a model call) and an
+`action` (a tool node whose ToolResult's `output` is the observation), awaited in turn, so the
+trace holds every call and a live display watches these labels through `Strategy.solve(...,
 on_node=...)`. How a step is asked for and read is the protocol's job (strategies/react_protocols.py):
 `text` (the paper's "Thought: …\\nAction: tool[input]"), `json` (each step a JSON object the backend
 is held to by a schema, so a small model's steps parse) or `native` (function calling); `auto`
@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.graph import Capabilities
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import final_value, templates
-from reasoner.strategies.react_protocols import FINISH, Json, Native, Step, Talk, Text, parse_native, parse_text
+from reasoner.strategies.react_protocols import FINISH, Json, Native, Step, StepProtocol, Text, parse_native, parse_text
 from reasoner.tools import TOOL_NAMES, default_tools
 from reasoner.tools.base import ToolRegistry, ToolResult
 
@@ -81,45 +82,34 @@ class ReAct(Strategy):
         copy._registry = registry
         return copy
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
+        """Thought → Action → Observation until finish, each step a model call and a tool node."""
         registry = self._registry or default_tools(self.tools, docs=self.docs)
+        protocol = self.protocol(run.backend, registry, question)
+        steps: list[Step] = []
+        reason = "max_steps"
+        while len(steps) < self.max_steps:
+            step = protocol.parse((await run.generate(protocol.step(steps), label="thought")).choices[0])
+            # The tool node's output (a ToolResult) is the observation the live display shows.
+            observation: ToolResult = await run.tool(self.act, step, steps[:], registry, protocol.mode, label="action")
+            steps.append(step.model_copy(update={"observation": "" if step.tool == FINISH else observation.output}))
+            if step.tool == FINISH:
+                return conclusion(steps, step.input, protocol.shown(steps, FINISH, step.input), FINISH, protocol.mode)
+            if repeats(steps[:-1], step):
+                reason = "repeated_action"
+                break
+        said = protocol.said((await run.generate(protocol.final(steps, reason), label="final")).choices[0])
+        return conclusion(steps, said, protocol.shown(steps, reason, said), reason, protocol.mode)
 
-        async def react(ctx: Ctx) -> Answer:
-            # Steps are added through `graph`, not ctx.graph, so they keep this strategy's scope.
-            return await self.loop(graph, ctx, self.protocol(ctx, registry, question), registry)
-
-        return graph.function(react, label="react")
-
-    def protocol(self, ctx: Ctx, registry: ToolRegistry, question: str) -> Talk:
+    def protocol(self, backend: Capabilities, registry: ToolRegistry, question: str) -> StepProtocol:
+        """The protocol `mode` names; `auto` picks the strongest one the backend can hold the model to."""
         mode = self.mode
         if mode == "auto":
-            mode = "native" if ctx.backend.supports_tools else "json" if ctx.backend.supports_json_schema else "text"
+            mode = "native" if backend.supports_tools else "json" if backend.supports_json_schema else "text"
         if mode == "native":
             return Native(self, question, registry.names(), list(registry.openai_schemas()))
         kind = Json if mode == "json" else Text
         return kind(self, question, registry.names(), registry.describe().splitlines())
-
-    async def loop(self, graph: Graph, ctx: Ctx, talk: Talk, registry: ToolRegistry) -> Answer:
-        """Thought → Action → Observation until finish, each step two nodes the loop waits for."""
-        steps: list[Step] = []
-        after: list[NodeId] = []
-        reason = "max_steps"
-        while len(steps) < self.max_steps:
-            thought = graph.generate(talk.step(steps), after=after, label="thought")
-            step = talk.parse((await ctx.wait(thought)).choices[0])
-            run = lambda _ctx, s=step, before=steps[:]: self.act(s, before, registry, talk.mode)  # noqa: E731
-            action = graph.tool(run, after=[thought], label="action")
-            observation: ToolResult = await ctx.wait(action)
-            steps.append(step.model_copy(update={"observation": "" if step.tool == FINISH else observation.output}))
-            after = [action]  # what comes next follows this action
-            if step.tool == FINISH:
-                return conclusion(steps, step.input, talk.shown(steps, FINISH, step.input), FINISH, talk.mode)
-            if repeats(steps[:-1], step):
-                reason = "repeated_action"
-                break
-        final = graph.generate(talk.final(steps, reason), after=after, label="final")
-        said = talk.said((await ctx.wait(final)).choices[0])
-        return conclusion(steps, said, talk.shown(steps, reason, said), reason, talk.mode)
 
     async def act(self, step: Step, before: list[Step], registry: ToolRegistry, mode: str) -> ToolResult:
         """Run the step's action; an unreadable, final or repeated one is answered without a tool."""

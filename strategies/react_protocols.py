@@ -122,8 +122,8 @@ def ending(reason: str, max_steps: int, native: bool = False) -> str:
     return templates.render("react/final.j2", native=native, reason=reason, max_steps=max_steps)
 
 
-class Talk(Protocol):
-    """One protocol: the requests of a run's steps and of its final answer, and their replies read."""
+class StepProtocol(Protocol):
+    """How a step is asked for and read, one way: the requests of a run's steps and of its final answer, and their replies read."""
 
     mode: str
 

@@ -1,17 +1,18 @@
-"""Tree of thoughts (Yao et al. 2023, "Tree of Thoughts: Deliberate Problem Solving with Large
+"""Tree of thought (Yao et al. 2023, "Tree of Thoughts: Deliberate Problem Solving with Large
 Language Models"), on GSM8K.
 
 A state is the question plus the reasoning lines written so far (one line = one thought); it is
-terminal once a line gives the answer ("The answer is N."), or at the depth limit. From each state
-the model proposes next lines (`sample`: `candidates` independent samples of one line, one request
-with n; `propose`: one prompt listing `candidates` different next lines), rates the new states
-(`value`: `n_evaluate` sure/likely/impossible verdicts, averaged with the paper's 20/1/0.001 map;
-`vote`: `n_evaluate` votes for the most promising of a round's states, score = votes; `verifier`:
-any verifier spec scores each state's lines, reduced by `aggregate`), and a search
-(strategies/search.py) keeps the best: `bfs`, a beam of `breadth` states for up to `depth` levels,
-or `dfs`, best-first descent that prunes states under `threshold` and backtracks. The answer is the
-best finished state's (`final="best"`; states that gave an answer rank above those cut off by the
-depth limit) or the majority answer of the states that gave one (`"vote"`).
+terminal once a line gives the answer ("The answer is N."), or at the depth limit. Three roles,
+each swappable by an option as in llm-reasoners: a step generator proposes next lines from each
+state (`sample`: `candidates` independent samples of one line, one request with n; `propose`: one
+prompt listing `candidates` different next lines); an evaluator scores the new states (`value`:
+`n_evaluate` sure/likely/impossible verdicts, averaged with the paper's 20/1/0.001 map; `vote`:
+`n_evaluate` votes for the most promising of a round's states, score = votes; `verifier`: any
+verifier spec scores each state's lines, reduced by `aggregate`); and a search
+(strategies/tree_search.py) keeps the best: `bfs`, a beam of `breadth` states for up to `depth`
+levels, or `dfs`, best-first descent that prunes states under `threshold` and backtracks. The
+answer is the best finished state's (`final="best"`; states that gave an answer rank above those
+cut off by the depth limit) or the majority answer of the states that gave one (`"vote"`).
 
 Defaults, for GSM8K: sample, because a solution line is open-ended text (propose suits small
 closed move sets like Game of 24); value, because it rates each state on its own; bfs with
@@ -28,17 +29,18 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
+from functools import partial
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion, GenerationRequest
-from reasoner.verifiers import Aggregation, open_verifier
+from reasoner.verifiers import Aggregation, VerifierSpec, open_verifier
 from reasoner.strategies.common import gsm8k_exemplars, templates
-from reasoner.strategies.search import SearchNode, SearchResult, bfs, dfs
+from reasoner.strategies.tree_search import SearchNode, SearchResult, bfs, dfs
 
 State = tuple[str, ...]  # the reasoning lines so far
 
@@ -69,82 +71,120 @@ def vote_counts(completion: Completion, choices: int) -> list[float]:
     return counts
 
 
-class GSM8KSteps:
-    """The task side of the search: prompts, parsing and the terminal test for one question."""
+class Role:
+    """A generator or an evaluator for one question, with the strategy's options."""
 
     def __init__(self, options: TreeOfThought, question: str) -> None:
-        self.o = options
-        self.question = question
-        self.unrated = 0  # states whose ratings named no verdict; scored as "likely", not killed
+        self.o, self.question = options, question
 
-    def is_terminal(self, state: State) -> bool:
-        return bool(state) and gives_answer(state[-1])
 
-    def expand(self, graph: Graph, nodes: Sequence[SearchNode], tag: str, after: Sequence[NodeId]) -> NodeId:
-        make = self._sample if self.o.generator == "sample" else self._propose
-        calls = [graph.generate(make(n.state), after=after, label=f"{self.o.generator}@{n.tag}") for n in nodes]
+class Generator(Role):
+    """Proposes next lines. A round's requests start in one gather: they run at once, and any
+    identical ones are one request with n."""
 
-        def candidates(ctx: Ctx) -> list[list[State]]:
-            return [[(*n.state, line) for line in self._lines(ctx[c])] for c, n in zip(calls, nodes)]
+    label: ClassVar[str]
 
-        return graph.function(candidates, after=calls, label=f"candidates@{tag}")
+    async def next_lines(self, run: Run, nodes: Sequence[SearchNode]) -> list[list[str]]:
+        replies = await run.gather(*(run.generate(self.request(n.state), label=f"{self.label}@{n.tag}") for n in nodes))
+        return [self.lines(r) for r in replies]  # type: ignore[arg-type]  # not tolerant: no exceptions
 
-    def evaluate(self, graph: Graph, nodes: Sequence[SearchNode], after: NodeId, tag: str) -> NodeId:
-        if self.o.evaluator == "verifier":
-            verifier = open_verifier(self.o.verifier)
-            verdicts = [verifier.verify(graph, self.question, n.state, after=[after], label=f"verify@{n.tag}") for n in nodes]
-            return graph.function(
-                lambda ctx: [ctx[v].score(self.o.aggregate) for v in verdicts], after=verdicts, label=f"scores@{tag}"
-            )
-        if self.o.evaluator == "vote":
-            user = templates.render("tree_of_thought/vote.j2", question=self.question, choices=[n.state for n in nodes])
-            call = graph.generate(self._rate(user, "tree_of_thought/best.j2"), after=[after], label=f"vote@{tag}")
-            return graph.function(lambda ctx: vote_counts(ctx[call], len(nodes)), after=[call], label=f"votes@{tag}")
-        calls = []
-        for n in nodes:
-            user = templates.render("tree_of_thought/value.j2", question=self.question, steps=n.state)
-            request = self._rate(user, "tree_of_thought/verdict.j2")
-            calls.append(graph.generate(request, after=[after], label=f"value@{n.tag}"))
+    def request(self, state: State) -> GenerationRequest: ...
 
-        def values(ctx: Ctx) -> list[float]:
-            scores = [rating(ctx[c]) for c in calls]
-            self.unrated += scores.count(None)
-            return [VALUES["likely"] if s is None else s for s in scores]
+    def lines(self, completion: Completion) -> list[str]: ...
 
-        return graph.function(values, after=calls, label=f"values@{tag}")
 
-    def _sample(self, state: State) -> GenerationRequest:
-        shots = gsm8k_exemplars()[: self.o.k]
-        user = templates.render("tree_of_thought/step.j2", exemplars=shots, question=self.question)
+class Sample(Generator):
+    label = "sample"
+
+    def request(self, state: State) -> GenerationRequest:
+        user = templates.render("tree_of_thought/step.j2", exemplars=gsm8k_exemplars()[: self.o.k], question=self.question)
         prefill = templates.render("tree_of_thought/partial.j2", steps=state)
         return self.o.turn(user, prefill, n=self.o.candidates, stop=("\n",))
 
-    def _propose(self, state: State) -> GenerationRequest:
+    def lines(self, completion: Completion) -> list[str]:
+        # The first line only, in case a backend ignores the stop, without an "A:" that a model
+        # not shown the prefill as its own may write; an empty sample is no step.
+        lines = (re.sub(r"^A:", "", c.text.strip()).split("\n")[0].strip() for c in completion.choices)
+        return [line for line in lines if line]
+
+
+class Propose(Generator):
+    label = "propose"
+
+    def request(self, state: State) -> GenerationRequest:
         user = templates.render("tree_of_thought/propose.j2", question=self.question, steps=state, k=self.o.candidates)
         prefill = templates.render("tree_of_thought/numbered.j2")
         return self.o.turn(user, prefill, max_tokens=self.o.max_tokens * self.o.candidates, stop=("\n\n",))
 
-    def _lines(self, completion: Completion) -> list[str]:
-        if self.o.generator == "sample":
-            # The first line only, in case a backend ignores the stop, without an "A:" that a model
-            # not shown the prefill as its own may write; an empty sample is no step.
-            lines = [re.sub(r"^A:", "", c.text.strip()).split("\n")[0].strip() for c in completion.choices]
-        else:
-            text = completion.text
-            # The prefill "1." continued, or (where it could not be prefilled) a list begun anew.
-            numbered = text if _ITEM.match(text.lstrip()) else templates.render("tree_of_thought/numbered.j2") + text
-            lines = [m["text"] for m in _ITEM.finditer(numbered)][: self.o.candidates]
-        return [line for line in lines if line]
+    def lines(self, completion: Completion) -> list[str]:
+        text = completion.text
+        # The prefill "1." continued, or (where it could not be prefilled) a list begun anew.
+        numbered = text if _ITEM.match(text.lstrip()) else templates.render("tree_of_thought/numbered.j2") + text
+        return [m["text"] for m in _ITEM.finditer(numbered)][: self.o.candidates]
 
-    def _rate(self, user: str, prefill_template: str) -> GenerationRequest:
-        return self.o.turn(
-            user,
-            templates.render(prefill_template),
-            n=self.o.n_evaluate,
-            temperature=self.o.eval_temperature,
-            max_tokens=self.o.eval_max_tokens,
-            stop=("\n",),
-        )
+
+class Evaluator(Role):
+    """Scores a round's new states, higher is better; its calls for the round start together."""
+
+    unrated = 0  # states whose ratings named no verdict; scored as "likely", not killed
+
+    async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]: ...
+
+    def rate(self, user: str, prefill_template: str) -> GenerationRequest:
+        o = self.o
+        prefill = templates.render(prefill_template)
+        return o.turn(user, prefill, n=o.n_evaluate, temperature=o.eval_temperature, max_tokens=o.eval_max_tokens, stop=("\n",))
+
+
+class Value(Evaluator):
+    async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
+        def request(n: SearchNode) -> GenerationRequest:
+            user = templates.render("tree_of_thought/value.j2", question=self.question, steps=n.state)
+            return self.rate(user, "tree_of_thought/verdict.j2")
+
+        replies = await run.gather(*(run.generate(request(n), label=f"value@{n.tag}") for n in nodes))
+        scores = [rating(r) for r in replies]  # type: ignore[arg-type]  # not tolerant: no exceptions
+        self.unrated += scores.count(None)
+        return [VALUES["likely"] if s is None else s for s in scores]
+
+
+class Vote(Evaluator):
+    async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
+        user = templates.render("tree_of_thought/vote.j2", question=self.question, choices=[n.state for n in nodes])
+        ballot = await run.generate(self.rate(user, "tree_of_thought/best.j2"), label=f"vote@{tag}")
+        return vote_counts(ballot, len(nodes))
+
+
+class Verify(Evaluator):
+    def __init__(self, options: TreeOfThought, question: str) -> None:
+        super().__init__(options, question)
+        self.verifier = open_verifier(options.verifier)  # once, not per round
+
+    async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
+        judged = (run.verify(self.verifier, self.question, list(n.state), label=f"verify@{n.tag}") for n in nodes)
+        verdicts = await run.gather(*judged)
+        return [v.score(self.o.aggregate) for v in verdicts]  # type: ignore[union-attr]  # not tolerant: no exceptions
+
+
+GENERATORS: dict[str, type[Generator]] = {"sample": Sample, "propose": Propose}
+EVALUATORS: dict[str, type[Evaluator]] = {"value": Value, "vote": Vote, "verifier": Verify}
+
+
+class Thoughts:
+    """The search's `Space`: a state grows by the generator's lines and is scored by the evaluator."""
+
+    def __init__(self, generator: Generator, evaluator: Evaluator) -> None:
+        self.generator, self.evaluator = generator, evaluator
+
+    def is_terminal(self, state: State) -> bool:
+        return bool(state) and gives_answer(state[-1])
+
+    async def expand(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[list[State]]:
+        lines = await self.generator.next_lines(run, nodes)
+        return [[(*n.state, line) for line in new] for n, new in zip(nodes, lines, strict=True)]
+
+    async def evaluate(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
+        return await self.evaluator.score(run, nodes, tag)
 
 
 class TreeOfThought(Strategy):
@@ -159,7 +199,8 @@ class TreeOfThought(Strategy):
         "value",
         description="value: rate each state sure/likely/impossible; vote: pick the best of a round; verifier: --verifier scores it",
     )
-    verifier: str = Field("arith", description="evaluator=verifier: arith, judge, judge:MODEL_SPEC or prm:URL (scores in [0, 1])")
+    # Not stepwise.verifier_field: stepwise takes `gives_answer` from this module; importing it back would be a cycle.
+    verifier: VerifierSpec = Field("arith", description="evaluator=verifier: arith, judge, judge:MODEL_SPEC or prm:URL (scores in [0, 1])")
     aggregate: Aggregation = Field("min", description="evaluator=verifier: step scores as one: min, product or last")
     breadth: int = Field(3, ge=1, description="bfs: states kept per level")
     depth: int = Field(6, ge=1, description="most reasoning lines in a solution")
@@ -178,45 +219,37 @@ class TreeOfThought(Strategy):
     max_tokens: int = Field(64, ge=1, description="tokens per reasoning line (propose: per proposed line)")
     eval_max_tokens: int = Field(8, ge=1, description="tokens per rating or vote")
 
-    @field_validator("verifier")
-    @classmethod
-    def _verifier_opens(cls, spec: str) -> str:
-        open_verifier(spec)  # a bad spec is an error naming it now, not mid-search
-        return spec
-
-    def build(self, graph: Graph, question: str) -> NodeId:
-        task = GSM8KSteps(self, question)
+    async def forward(self, run: Run, question: str) -> Answer:
+        evaluator = EVALUATORS[self.evaluator](self, question)
+        space = Thoughts(GENERATORS[self.generator](self, question), evaluator)
         if self.search == "bfs":
-            found = bfs(graph, (), task, breadth=self.breadth, depth=self.depth)
+            search = partial(bfs, breadth=self.breadth, depth=self.depth)
         else:
-            found = dfs(graph, (), task, depth=self.depth, threshold=self.threshold, max_expansions=self.max_expansions)
+            search = partial(dfs, depth=self.depth, threshold=self.threshold, max_expansions=self.max_expansions)
+        return self.conclude(await search(run, (), space), evaluator.unrated)
 
-        def conclude(ctx: Ctx) -> Answer:
-            result: SearchResult = ctx[found]
-            # An unfinished state's answer is the last number it reached: a guess, ranked last.
-            answers = [extract_answer("\n".join(n.state)) if n.state else None for n in result.finished]
-            details = {
-                "search": result.stats,
-                "unrated": task.unrated,
-                "finished": [
-                    {"id": n.id, "answer": a, "score": n.score, "complete": n.terminal}
-                    for n, a in zip(result.finished, answers)
-                ],
-            }
-            if not result.finished:
-                return Answer(answer=None, text="", details={**details, "best_path": []})
-            chosen, answer = result.finished[0], answers[0]
-            complete = [(n, a) for n, a in zip(result.finished, answers) if a is not None and n.terminal]
-            if self.final == "vote" and complete:
-                votes = Counter(a for _, a in complete)  # ties go to the better-ranked answer
-                answer = votes.most_common(1)[0][0]
-                chosen = next(n for n, a in complete if a == answer)
-                details["votes"] = dict(votes)
-            return Answer(
-                answer=answer,
-                text="\n".join(chosen.state),
-                score=chosen.score,
-                details={**details, "best_path": list(chosen.state), "best_score": chosen.score},
-            )
-
-        return graph.function(conclude, after=[found], label="answer")
+    def conclude(self, result: SearchResult, unrated: int) -> Answer:
+        # An unfinished state's answer is the last number it reached: a guess, ranked last.
+        answers = [extract_answer("\n".join(n.state)) if n.state else None for n in result.finished]
+        details = {
+            "search": result.stats,
+            "unrated": unrated,
+            "finished": [
+                {"id": n.id, "answer": a, "score": n.score, "complete": n.terminal} for n, a in zip(result.finished, answers)
+            ],
+        }
+        if not result.finished:
+            return Answer(answer=None, text="", details={**details, "best_path": []})
+        chosen, answer = result.finished[0], answers[0]
+        complete = [(n, a) for n, a in zip(result.finished, answers) if a is not None and n.terminal]
+        if self.final == "vote" and complete:
+            votes = Counter(a for _, a in complete)  # ties go to the better-ranked answer
+            answer = votes.most_common(1)[0][0]
+            chosen = next(n for n, a in complete if a == answer)
+            details["votes"] = dict(votes)
+        return Answer(
+            answer=answer,
+            text="\n".join(chosen.state),
+            score=chosen.score,
+            details={**details, "best_path": list(chosen.state), "best_score": chosen.score},
+        )

@@ -71,10 +71,10 @@ def test_temperature_nan_is_refused_as_not_a_number(capsys) -> None:  # type: ig
 
 def test_yes_no_options_can_be_switched_off() -> None:
     parser = build_parser(available())
-    on = parser.parse_args(["solve", "Q", "-s", "self-consistency", "--weighted"])
-    off = parser.parse_args(["solve", "Q", "-s", "self-consistency", "--no-weighted"])
+    on = parser.parse_args(["solve", "Q", "-s", "self-consistency", "--logprobs"])
+    off = parser.parse_args(["solve", "Q", "-s", "self-consistency", "--no-logprobs"])
     unset = parser.parse_args(["solve", "Q", "-s", "self-consistency"])
-    assert (on.opt_weighted, off.opt_weighted, unset.opt_weighted) == (True, False, None)
+    assert (on.opt_logprobs, off.opt_logprobs, unset.opt_logprobs) == (True, False, None)
 
 
 def test_one_seed_goes_to_every_strategy_and_to_the_sample(server, tmp_path: Path, configs) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,26 @@ def backend(decomposition: str, fallback: str = " 5 + 7 = 12. The answer is 12."
 
 
 def edges(trace: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(e["source"], e["target"]) for e in trace["edges"]}
+    """The data dependencies: a node made after another one it read."""
+    return {(e["source"], e["target"]) for e in trace["edges"] if not e.get("waited")}
+
+
+def waited(trace: dict[str, Any]) -> set[tuple[str, str]]:
+    """A call and the strategy's node that made it and waited for it."""
+    return {(e["source"], e["target"]) for e in trace["edges"] if e.get("waited")}
+
+
+def reachable(trace: dict[str, Any], source: str, target: str) -> bool:
+    """Whether `target` depends on `source`, through any chain of data dependencies."""
+    after = edges(trace)
+    seen, todo = {source}, [source]
+    while todo:
+        node = todo.pop()
+        for u, v in after:
+            if u == node and v not in seen:
+                seen.add(v)
+                todo.append(v)
+    return target in seen
 
 
 def solve_requests(b: ScriptedBackend) -> list[str]:
@@ -63,10 +82,11 @@ async def test_chain_decompose_then_each_subquestion_in_order() -> None:
     solution = await LeastToMost().solve(QUESTION, b)
     assert solution.error is None
     assert solution.answer == "12"
-    assert {("decompose", "solve1"), ("solve1", "solve2"), ("solve2", "final"), ("decompose", "plan")} <= edges(solution.trace)
-    nodes = {n["id"]: n for n in solution.trace["nodes"]}
-    assert nodes["plan"]["forward"] == "final"
+    # Each call follows the one before; the strategy's node waited for every call it made.
+    assert {("decompose", "solve1"), ("solve1", "solve2")} <= edges(solution.trace)
+    assert {(call, "least-to-most") for call in ("decompose", "solve1", "solve2")} <= waited(solution.trace)
     assert [n["id"] for n in solution.trace["nodes"] if n["kind"] == "model"] == ["decompose", "solve1", "solve2"]
+    assert [n["id"] for n in solution.trace["nodes"] if n["kind"] != "model"] == ["least-to-most"]
     assert solution.details["subquestions"] == ["How many apples does Anna have?", "How many apples do they have together?"]
     assert solution.details["subanswers"][0] == ANSWERS["How many apples does Anna have?"].strip()
     assert solution.details["appended_question"] is False
@@ -83,8 +103,9 @@ async def test_each_later_prompt_carries_the_earlier_answers() -> None:
     assert f"Q: How many apples does Elsa have?\nA: {elsa}" in second and anna not in second
     assert elsa in third and f"Q: How many apples does Anna have?\nA: {anna}" in third
     assert third.endswith("Q: How many apples do they have together?")
-    # The third step reads both earlier answers, so it depends on both.
-    assert {("solve1", "solve3"), ("solve2", "solve3")} <= edges(solution.trace)
+    # The third step reads both earlier answers, so it depends on both (through the chain of calls).
+    assert {("decompose", "solve1"), ("solve1", "solve2"), ("solve2", "solve3")} <= edges(solution.trace)
+    assert reachable(solution.trace, "solve1", "solve3") and reachable(solution.trace, "solve2", "solve3")
     assert solution.answer == "12"
 
 
@@ -114,8 +135,7 @@ async def test_a_malformed_decomposition_falls_back_to_few_shot_cot(decompositio
     assert reason in solution.details["fallback_reason"]
     assert solution.details["decomposition"].startswith("Sub-questions:\n1.")
     ids = [n["id"] for n in solution.trace["nodes"]]
-    assert "fallback" in ids and "fallback/reason" in ids
-    assert not any(i.startswith("solve") for i in ids)
+    assert ids == ["least-to-most", "decompose", "fallback/few-shot-cot", "fallback/reason"]
     assert solve_requests(b) == []
     (few_shot,) = [r.prompt for r in b.requests if r.prompt is not None]
     assert few_shot.count("Q: ") == 4 + 1  # as many exemplars as the plan would have had
@@ -132,8 +152,10 @@ async def test_it_composes_inside_a_scope() -> None:
     graph = Graph()
     final = LeastToMost().build(graph.scope("l2m"), QUESTION)
     await Engine(b).run(graph)
+    assert final == "l2m/least-to-most"
     assert graph.output(final).answer == "12"
     assert all(node.startswith("l2m/") for node in graph.nx.nodes)
+    assert {"l2m/decompose", "l2m/solve1", "l2m/solve2"} <= set(graph.nx.nodes)
 
 
 def test_prompts_show_the_exemplars() -> None:
@@ -198,7 +220,7 @@ async def test_end_to_end_on_the_embedded_model() -> None:
     assert solution.error is None
     details = solution.details
     if "fallback" in details:
-        assert any(n["id"] == "fallback" for n in solution.trace["nodes"])
+        assert any(n["id"] == "fallback/few-shot-cot" for n in solution.trace["nodes"])
         assert solution.usage.calls == 2
     else:
         assert 1 <= len(details["subquestions"]) <= 4

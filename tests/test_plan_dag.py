@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from reasoner.backends.errors import BackendError
 from reasoner.testing.scripted import ScriptedBackend
-from reasoner.types import Solution
+from reasoner.types import GenerationRequest, Solution
 from reasoner.strategies.plan_dag import Plan, PlanDAG, parse_plan
 from reasoner.tools.base import ToolRegistry
 from reasoner.tools.calculator import calculator
@@ -51,15 +52,30 @@ def nodes(solution: Solution) -> dict[str, dict[str, Any]]:
     return {n["id"]: n for n in solution.trace["nodes"]}
 
 
+def edges(solution: Solution) -> set[tuple[str, str]]:
+    """The data dependencies (not a strategy's node waiting for its calls)."""
+    return {(e["source"], e["target"]) for e in solution.trace["edges"] if not e.get("waited")}
+
+
+def trace_ids(solution: Solution) -> list[str]:
+    return [n["id"] for n in solution.trace["nodes"]]
+
+
 def test_independent_steps_run_concurrently_and_the_final_call_sees_every_answer() -> None:
     solution, backend = solve([json.dumps(PLAN)], delay_s=0.2)
     assert solution.error is None and solution.answer == "20"
     assert backend.peak_in_flight == 2  # the apples and the pears at once
     trace = nodes(solution)
-    assert {"plan", "check", "step1", "step2", "step3", "final", "answer"} <= set(trace)
+    assert {"plan-dag", "plan", "step1/few-shot-cot", "step2/few-shot-cot", "step3/few-shot-cot", "final"} <= set(trace)
     first, second = trace["step1/reason"], trace["step2/reason"]
     assert abs(first["started_s"] - second["started_s"]) < 0.1
     assert trace["step3/reason"]["started_s"] >= max(first["ended_s"], second["ended_s"])
+    # The trace shows the plan: each step after the steps it depends on, the final call after all.
+    after = edges(solution)
+    assert {("plan", "step1/few-shot-cot"), ("plan", "step2/few-shot-cot")} <= after
+    assert {("step1/few-shot-cot", "step3/few-shot-cot"), ("step2/few-shot-cot", "step3/few-shot-cot")} <= after
+    assert ("step1/few-shot-cot", "step2/few-shot-cot") not in after and ("plan", "step3/few-shot-cot") not in after
+    assert {(f"step{i}/few-shot-cot", "final") for i in (1, 2, 3)} <= after
     # The plan request carries the schema; the dependent step's prompt carries its dependencies' answers.
     plan_request = backend.requests[0]
     assert plan_request.json_schema == Plan.model_json_schema()
@@ -74,6 +90,18 @@ def test_independent_steps_run_concurrently_and_the_final_call_sees_every_answer
     assert len(backend.requests) == 5  # plan, three steps, final
 
 
+def test_a_failed_step_fails_the_run_and_its_dependants_never_ask() -> None:
+    def fail(request: GenerationRequest, _i: int) -> str:
+        raise BackendError("the server went away")
+
+    backend = ScriptedBackend([(r"Plan:$", json.dumps(PLAN)), (r"Now answer only this: How many pears", fail), *ANSWERS])
+    solution = asyncio.run(PlanDAG().solve(QUESTION, backend))
+    assert solution.answer is None and "the server went away" in (solution.error or "")
+    assert not any("How many pieces of fruit are left?\nA:" in r.as_text() for r in backend.requests)
+    assert nodes(solution)["step2/reason"]["status"] == "failed"
+    assert "final" not in nodes(solution)
+
+
 def test_a_cyclic_plan_is_repaired_once() -> None:
     solution, backend = solve([json.dumps(CYCLE), "Here it is: " + json.dumps(PLAN) + " Good luck!"])
     assert solution.error is None and solution.answer == "20"
@@ -82,7 +110,7 @@ def test_a_cyclic_plan_is_repaired_once() -> None:
     assert "cycle" in error and "a -> b -> a" in error
     repair = next(r for r in backend.requests if "cannot be followed" in r.as_text())
     assert error in repair.as_text() and json.dumps(CYCLE) in repair.as_text()
-    assert "repair" in nodes(solution) and "recheck" in nodes(solution)
+    assert trace_ids(solution)[:3] == ["plan-dag", "plan", "repair"] and "step1/few-shot-cot" in nodes(solution)
 
 
 def test_a_second_bad_plan_falls_back_to_few_shot_cot() -> None:
@@ -92,7 +120,7 @@ def test_a_second_bad_plan_falls_back_to_few_shot_cot() -> None:
     assert details["fallback"] == "few-shot-cot" and details["repaired"] is True
     assert details["fallback_reason"] == "no valid plan after one repair"
     assert "cycle" in details["plan_errors"][0] and "no JSON" in details["plan_errors"][1]
-    assert {"fallback/reason", "fallback/parse", "fallback"} <= set(nodes(solution))
+    assert trace_ids(solution) == ["plan-dag", "plan", "repair", "fallback/few-shot-cot", "fallback/reason"]
     assert not any(n.startswith("step") for n in nodes(solution))
     assert len(backend.requests) == 3  # plan, repair, fallback
 
@@ -103,6 +131,7 @@ def test_calculator_inner_evaluates_an_expression_per_step() -> None:
     trace = nodes(solution)
     assert trace["step1/expression"]["kind"] == "model" and trace["step1/calculate"]["kind"] == "tool"
     assert trace["step1/calculate"]["output"]["output"] == "12"
+    assert {("step1/expression", "step1/calculate"), ("step1/calculate", "step3/expression")} <= edges(solution)
     assert solution.details["answers"]["apples"] == "12" and solution.details["answers"]["pears"] == "10"
     expression_requests = [r for r in backend.requests if r.prefill == "Expression:"]
     assert len(expression_requests) == 3 and all(r.stop == ("\n",) for r in expression_requests)

@@ -1,10 +1,10 @@
 """Tree of thought: graph shapes of BFS and DFS, the evaluators, terminal states, the final choice,
-concurrency within a level, and the CLI."""
+concurrency within a level (and a level's identical requests merged into one with n), and the CLI."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -14,8 +14,11 @@ from reasoner.testing.scripted import ScriptedBackend
 from reasoner.engine import Engine
 from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.graph import Graph
-from reasoner.types import Choice, Completion, GenerationRequest, Solution
+from reasoner.run import Run
+from reasoner.strategy import Strategy
+from reasoner.types import Answer, Choice, Completion, GenerationRequest, Solution
 from reasoner.strategies.tree_of_thought import TreeOfThought, gives_answer, rating, vote_counts
+from reasoner.strategies.tree_search import SearchNode, bfs
 
 QUESTION = "Tom has 3 apples and buys 4 more. He gives 2 away. How many apples does he have?"
 SAMPLE, VALUE, VOTE, PROPOSE = "Solve the problem step by step", "Verdict:", "The best choice is", "Propose"
@@ -84,9 +87,12 @@ async def test_bfs_levels_generate_breadth_times_candidates_and_rate_each() -> N
     # The beam keeps the two best of each level: "a" (sure) first, then "b" or the other "a".
     assert [n["id"] for n in nodes(solution, "sample", 1)] == ["sample@1", "sample@2"]
     assert [n["id"] for n in nodes(solution, "sample", 2)] == ["sample@1.1", "sample@2.1"]
-    # In the trace a state is expanded after the ratings that kept it, so the graph reads as the search.
+    # In the trace a state is expanded after the ratings that kept it, and rated after the
+    # sampling that proposed it, so the graph reads as the search.
     edges = {(e["source"], e["target"]) for e in solution.trace["edges"]}
-    assert {("values@d1", "sample@1"), ("values@d2", "sample@1.1"), ("candidates@d2", "value@2.1")} <= edges
+    assert {("value@1", "sample@1"), ("value@1.1", "sample@1.1"), ("sample@2", "value@2.1")} <= edges
+    # No "parse" or "select" steps: only the model calls, inside the strategy's own node.
+    assert {n["id"] for n in solution.trace["nodes"] if n["kind"] != "model"} == {"tree-of-thought"}
 
     stats = solution.details["search"]
     assert stats["expanded"] == [1, 2, 2]
@@ -181,9 +187,14 @@ async def test_dfs_prunes_below_the_threshold_and_backtracks() -> None:
     assert [f["id"] for f in solution.details["finished"]] == ["1.2"]
     expansions = sorted(nodes(solution, "sample"), key=lambda n: n["started_s"])
     assert [n["id"] for n in expansions] == ["sample@root", "sample@2", "sample@1"]
-    assert [n["id"] for n in solution.trace["nodes"] if n["id"].startswith("decide@")] == ["decide@root", "decide@2", "decide@1"]
+    # Each expansion's children are rated before the search picks the next state to expand.
+    assert [n["id"] for n in solution.trace["nodes"] if n["kind"] == "model"] == [
+        "sample@root", "value@1", "value@2", "value@3", "sample@2", "value@2.1", "value@2.2", "value@2.3",
+        "sample@1", "value@1.1", "value@1.2", "value@1.3",
+    ]  # fmt: skip
+    # A state is expanded after the rating that kept it, the backtracked one too.
     edges = {(e["source"], e["target"]) for e in solution.trace["edges"]}
-    assert {("values@root", "sample@2"), ("values@root", "sample@1")} <= edges
+    assert {("value@2", "sample@2"), ("value@1", "sample@1")} <= edges
 
 
 async def test_dfs_gives_up_when_the_budget_is_spent() -> None:
@@ -244,6 +255,49 @@ async def test_the_candidates_of_a_level_run_concurrently() -> None:
     # 2 levels of (sampling, rating) at 50 ms each: 4 rounds, nowhere near the 16 calls in a row.
     assert solution.usage.calls == 1 + 3 + 3 + 9
     assert solution.usage.latency_s < 0.5
+
+
+class Grow:
+    """A search space whose states all ask the same ("grow", "rate"): a level's calls are identical."""
+
+    def is_terminal(self, state: str) -> bool:
+        return False
+
+    async def expand(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[list[str]]:
+        request = GenerationRequest(prompt="grow", n=2, temperature=0.7)
+        grown = await run.gather(*(run.generate(request, label=f"grow@{n.tag}") for n in nodes))
+        return [[n.state + c.text for c in g.choices] for n, g in zip(nodes, grown)]  # type: ignore[union-attr]
+
+    async def evaluate(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
+        request = GenerationRequest(prompt="rate", temperature=0.7)
+        rated = await run.gather(*(run.generate(request, label=f"rate@{n.tag}") for n in nodes))
+        return [float(r.text) for r in rated]  # type: ignore[union-attr]
+
+
+class GrowSearch(Strategy):
+    name = "grow-search"
+    summary = "for tests"
+
+    async def forward(self, run: Run, question: str) -> Answer:
+        result = await bfs(run, "", Grow(), breadth=2, depth=2)
+        return Answer(answer=None, text="", details=result.model_dump())
+
+
+async def test_a_levels_identical_requests_are_one_request_with_n() -> None:
+    # bfs hands the space the whole beam, and the space starts its calls in one gather, so the
+    # engine sees them together and merges the identical ones.
+    backend = ScriptedBackend([("grow", list("abcdef")), ("rate", ["1", "2", "3", "4", "5", "6"])])
+    solution = await GrowSearch().solve(QUESTION, backend)
+    assert solution.error is None
+    # Level 1: the root's sampling (n=2), its 2 children's ratings as one request with n=2;
+    # level 2: the 2 kept states' samplings as one request with n=4, their 4 children's ratings too.
+    assert [(r.prompt, r.n) for r in backend.requests] == [("grow", 2), ("rate", 2), ("grow", 4), ("rate", 4)]
+    merged = {n["id"]: n["merged"]["n"] for n in solution.trace["nodes"] if n.get("merged")}
+    assert merged == {"grow@1": 4, "grow@2": 4, "rate@1": 2, "rate@2": 2} | {f"rate@{i}": 4 for i in ("2.1", "2.2", "1.1", "1.2")}
+    # Each node got its own share of the merged choices: "b" (rated 2) leads the beam and grew "c"
+    # and "d", "a" grew "e" and "f", whose states were rated last and best.
+    assert [(f["id"], f["state"], f["score"]) for f in solution.details["finished"]] == [("1.2", "af", 6.0), ("1.1", "ae", 5.0)]
+    assert solution.details["stats"]["expanded"] == [1, 2]
 
 
 async def test_propose_lists_several_next_steps_in_one_call() -> None:
@@ -336,7 +390,8 @@ async def test_any_verifier_can_be_the_evaluator() -> None:
     solution = await strategy.solve(QUESTION, backend)
     assert solution.answer == "5", solution.details
     assert not nodes(solution, "value"), "the model was asked for verdicts though a verifier scores the states"
-    assert nodes(solution, "scores"), [n["id"] for n in solution.trace["nodes"]]
+    # One verifier node per distinct candidate (the repeated slip is scored once).
+    assert [n["id"] for n in nodes(solution, "verify")] == ["verify@1", "verify@2", "verify@2.1"]
 
 
 def test_a_bad_verifier_spec_is_refused_up_front() -> None:

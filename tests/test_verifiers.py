@@ -8,6 +8,7 @@ import pytest
 
 from reasoner.engine import Engine
 from reasoner.graph import Graph
+from reasoner.run import Run
 from reasoner.testing.scripted import Rule, ScriptedBackend
 from reasoner.tools.arith_check import check_steps, equations
 from reasoner.verifiers import Verdict, VerifierSpecError, aggregate, open_verifier, parse_spec, split_steps
@@ -89,18 +90,22 @@ def test_specs() -> None:
 
 
 async def _verify(verifier_spec: str | JudgeVerifier, backend: ScriptedBackend, steps: list[str]) -> tuple[Verdict, Graph]:
+    """The verdict of `run.verify` inside a node (`check`) of a graph of its own, and the graph."""
     graph = Graph()
-    node = open_verifier(verifier_spec).verify(graph, "How much does Janet make?", steps)
+    verifier = open_verifier(verifier_spec)
+    top = graph.function(Run.body(graph, lambda run: run.verify(verifier, "How much does Janet make?", steps)), label="check")
     usage = await Engine(backend).run(graph)
     graph.nx.graph["usage"] = usage
-    return graph.output(node), graph
+    assert graph.status(top) == "done", graph.root_cause(top)
+    return graph.output(top), graph
 
 
 async def test_arith_runs_as_a_traced_tool_node_without_model_calls() -> None:
     verdict, graph = await _verify("arith", ScriptedBackend([]), STEPS)
     assert verdict.first_error == 1
-    [node] = list(graph.nx.nodes)
-    assert graph.node(node).kind == "tool" and graph.node(node).output["scores"] == [1.0, 0.0, 1.0]
+    # Beside the node that asked for it, one node: the verifier's, a tool, with no model call inside.
+    [node] = [n for n in graph.nx.nodes if n != "check"]
+    assert node == "verify" and graph.node(node).kind == "tool" and graph.node(node).output["scores"] == [1.0, 0.0, 1.0]
     assert graph.nx.graph["usage"].calls == 0
 
 
@@ -114,6 +119,13 @@ async def test_judge_scores_p_yes_from_logprobs_per_step() -> None:
     assert verdict.first_error == 1
     assert graph.nx.graph["usage"].calls == 3  # one greedy verdict per step, counted
     assert all(r.logprobs and r.temperature == 0 for r in backend.requests)
+    # The verifier is a function node; its judgements are model nodes inside it, each step's
+    # started together (none waits for another: the verify node is the only one that waits).
+    assert graph.node("verify").kind == "function"
+    judged = [n for n in graph.nx.nodes if ".judge" in n]
+    assert judged == ["verify.judge0", "verify.judge1", "verify.judge2"]
+    assert all(graph.node(n).kind == "model" for n in judged)
+    assert {(a, b) for a, b in graph.nx.edges if a in judged} == {(n, "verify") for n in judged}
 
 
 async def test_judge_without_logprobs_samples_votes() -> None:
@@ -124,3 +136,32 @@ async def test_judge_without_logprobs_samples_votes() -> None:
     assert verdict.scores == [0.5] and not verdict.per_step
     assert [r.n for r in backend.requests] == [1, 5] and backend.requests[1].temperature == 1.0
     assert graph.nx.graph["usage"].calls == 2
+
+
+async def test_judge_without_a_readable_verdict_falls_back_to_votes_per_step() -> None:
+    # Step 2's greedy verdict reads as neither: only that judgement samples votes.
+    backend = ScriptedBackend(
+        [
+            Rule(r"Step 2: She makes[^\n]*\n\nIs the last step", ["Perhaps", "Yes", "No", "No", "No", "No"]),
+            Rule("Is the last step", "Yes", logprob=-0.1),
+        ]
+    )
+    verdict, graph = await _verify("judge", backend, STEPS)
+    assert verdict.scores == pytest.approx([math.exp(-0.1), 0.2, math.exp(-0.1)])
+    assert [n for n in graph.nx.nodes if ".judge" in n] == ["verify.judge0", "verify.judge1", "verify.judge2", "verify.judge1.votes"]
+    assert ("verify.judge1", "verify.judge1.votes") in graph.nx.edges  # the votes follow the verdict that was not enough
+
+
+async def test_judge_on_another_model_is_a_billed_tool_node() -> None:
+    from reasoner.testing.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer("judge-model", responder=lambda body, i: "Yes") as server:
+        # The model that generates answers nothing: every judgement goes to the other server.
+        verdict, graph = await _verify(f"judge:{server.base_url}", ScriptedBackend([]), STEPS[:2])
+    assert verdict.verifier == f"judge:{server.base_url}"
+    assert verdict.scores == pytest.approx([math.exp(-0.1)] * 2)  # the fake server's log-probability
+    judged = [graph.node(n) for n in graph.nx.nodes if ".judge" in n]
+    assert [n.id for n in judged] == ["verify.judge0", "verify.judge1"] and all(n.kind == "tool" for n in judged)
+    # Each call is recorded and billed on its node, so the run's usage counts the judge's calls.
+    assert all(n.calls == 1 and n.prompt_tokens > 0 and n.request["max_tokens"] == 4 for n in judged)
+    assert graph.nx.graph["usage"].calls == 2 and len(server.completion_requests()) == 2

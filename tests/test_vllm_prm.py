@@ -15,6 +15,7 @@ from vllm_support import VLLM_MARKS, converted_model
 
 from reasoner.engine import Engine
 from reasoner.graph import Graph
+from reasoner.run import Run
 from reasoner.strategy import get_strategy
 from reasoner.testing.scripted import ScriptedBackend
 from reasoner.verifiers import open_verifier
@@ -47,11 +48,13 @@ def pooling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def test_step_scores_come_from_the_classify_endpoint(pooling_server: str) -> None:
     verifier = open_verifier(f"prm:{pooling_server}")
     graph = Graph()
-    node = verifier.verify(graph, QUESTION, STEPS)
+    # The verifier runs as `run.verify` does it inside a strategy: a node of its own, under `check`.
+    top = graph.function(Run.body(graph, lambda run: run.verify(verifier, QUESTION, STEPS)), label="check")
     usage = await Engine(ScriptedBackend([])).run(graph)
-    verdict = graph.output(node)
+    assert graph.status(top) == "done", graph.root_cause(top)
+    verdict = graph.output(top)
     assert len(verdict.scores) == len(STEPS) and all(0.0 <= s <= 1.0 for s in verdict.scores)
-    record = graph.node(node)
+    record = graph.node("verify")
     assert record.kind == "tool" and record.calls == 1 and usage.calls == 1
     assert usage.prompt_tokens > 20  # the server's count of the three prefixes
 

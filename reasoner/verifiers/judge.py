@@ -6,6 +6,8 @@ token's probability comes back, so the rest of the mass is taken to be the other
 Where it returns none, `votes` verdicts are sampled at temperature 1 and the score is the share
 of them saying yes. `judge` asks the model that generates; `judge:MODEL_SPEC` asks another
 (opened from the spec for each call and closed after it; its calls are recorded on their nodes).
+The verifier is a function node; each judgement is a node inside it (`verify.judge{i}`, a model
+node, or a tool node for another model), and its sampled votes, where needed, `verify.judge{i}.votes`.
 
 What it catches depends on the judge: any kind of error in principle, a setup error included;
 small models judge little better than chance, and a judge shares its model's blind spots.
@@ -17,10 +19,10 @@ import math
 import re
 from collections.abc import Sequence
 
-from reasoner.graph import Ctx, Forward, Graph, NodeId
 from reasoner.prompts import Templates
+from reasoner.run import Run
 from reasoner.types import Completion, GenerationRequest, Message
-from reasoner.verifiers.base import Steps, Verdict, Verifier, resolve
+from reasoner.verifiers.base import Verdict, Verifier, lines
 
 templates = Templates("reasoner.verifiers")
 _VERDICT = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -49,6 +51,8 @@ def share_yes(completion: Completion) -> float:
 
 
 class JudgeVerifier(Verifier):
+    kind = "function"  # its model calls are nodes inside its own
+
     def __init__(self, model: str | None = None, *, per_step: bool = True, votes: int = 5, max_tokens: int = 4) -> None:
         if votes < 1:
             raise ValueError(f"a judge needs at least one vote, got votes={votes}")
@@ -69,64 +73,42 @@ class JudgeVerifier(Verifier):
             logprobs=not sampled,
         )
 
-    def verify(
-        self, graph: Graph, question: str, steps: Steps, *, after: Sequence[NodeId] = (), label: str = "verify"
-    ) -> NodeId:
-        def start(ctx: Ctx) -> Forward | Verdict:
-            lines = resolve(steps, ctx)
-            if not lines:
-                return Verdict(verifier=self.spec, steps=[], scores=[], per_step=self.per_step)
-            # Each step is judged with the steps before it, all steps at once.
-            shown = [lines[: i + 1] for i in range(len(lines))] if self.per_step else [lines]
-            # A backend known to return no log-probabilities is asked for sampled votes at once.
-            greedy = self.model is not None or ctx.backend.logprobs
-            scored = [self._score(graph, question, s, f"{label}.judge{i}", greedy) for i, s in enumerate(shown)]
+    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
+        found = lines(steps)
+        if not found:
+            return Verdict(verifier=self.spec, steps=[], scores=[], per_step=self.per_step)
+        # Each step is judged with the steps before it, all judgements at once.
+        shown = [found[: i + 1] for i in range(len(found))] if self.per_step else [found]
+        # A backend known to return no log-probabilities is asked for sampled votes at once.
+        greedy = self.model is not None or run.backend.logprobs
+        scores = await run.gather(*(self._score(run, question, s, f"verify.judge{i}", greedy) for i, s in enumerate(shown)))
+        # Not tolerant: a failed judgement fails the verdict, so every result here is a score.
+        return Verdict(verifier=self.spec, steps=found, scores=scores, per_step=self.per_step)  # type: ignore[arg-type]
 
-            def combine(ctx: Ctx) -> Verdict:
-                return Verdict(verifier=self.spec, steps=lines, scores=[ctx[n] for n in scored], per_step=self.per_step)
-
-            return Forward(graph.function(combine, after=scored, label=f"{label}.scores"))
-
-        return graph.function(start, after=after, label=label)
-
-    def _score(self, graph: Graph, question: str, steps: Sequence[str], label: str, greedy: bool) -> NodeId:
-        """A node whose output is P(yes) for one judgement: greedy with log-probabilities, and
-        sampled votes only where none came back."""
-        if not greedy:
-            votes = self._call(graph, self.request(question, steps, sampled=True), f"{label}.votes", after=())
-            return graph.function(lambda c: share_yes(c[votes]), after=[votes], label=f"{label}.share")
-        first = self._call(graph, self.request(question, steps), label, after=())
-
-        def read(ctx: Ctx) -> float | Forward:
-            p = p_yes(ctx[first])
+    async def _score(self, run: Run, question: str, steps: Sequence[str], label: str, greedy: bool) -> float:
+        """P(yes) for one judgement: greedy with log-probabilities, and sampled votes only where
+        none came back."""
+        if greedy:
+            p = p_yes(await self._call(run, self.request(question, steps), label))
             if p is not None:
                 return p
-            votes = self._call(graph, self.request(question, steps, sampled=True), f"{label}.votes", after=[first])
-            return Forward(graph.function(lambda c: share_yes(c[votes]), after=[votes], label=f"{label}.share"))
+        return share_yes(await self._call(run, self.request(question, steps, sampled=True), f"{label}.votes"))
 
-        return graph.function(read, after=[first], label=f"{label}.p_yes")
-
-    def _call(self, graph: Graph, request: GenerationRequest, label: str, after: Sequence[NodeId]) -> NodeId:
+    async def _call(self, run: Run, request: GenerationRequest, label: str) -> Completion:
         if self.model is None:
-            return graph.generate(request, after=after, label=label)
-        return graph.tool(lambda ctx: self._ask_other(ctx, request), after=after, label=label)
+            return await run.generate(request, label=label)
+        # Another server's call is a tool node, billed and its request recorded like a model node's.
+        return await run.tool(self._ask_other, request, label=label, request=request)
 
-    async def _ask_other(self, ctx: Ctx, request: GenerationRequest) -> Completion:
+    async def _ask_other(self, request: GenerationRequest) -> Completion:
         from reasoner.backends.spec import open_backend
 
         assert self.model is not None
         backend = await open_backend(self.model)
         try:
-            completion = await backend.generate(request)
+            return await backend.generate(request)
         finally:
             await backend.aclose()
-        # Recorded like a model node's, so the engine's usage counts the judge's calls too.
-        record = ctx.graph.node(ctx.node)
-        record.request = request.model_dump(mode="json", exclude_none=True)
-        record.calls = completion.calls
-        record.prompt_tokens = completion.prompt_tokens
-        record.completion_tokens = completion.completion_tokens
-        return completion
 
 
 def judge(argument: str | None) -> JudgeVerifier:
