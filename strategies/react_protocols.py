@@ -140,18 +140,18 @@ class Text:
     mode = "text"
 
     def __init__(self, react: ReAct, question: str, tools: list[str], descriptions: list[str]) -> None:
-        self.o, self.names = react, tools
+        self.react, self.names = react, tools
         self.prompt = templates.render("react/prompt.j2", tools=descriptions, names=tools, question=question)
 
     def step(self, steps: list[Step]) -> GenerationRequest:
-        return self.o.turn(self.prompt, transcript(steps) + "Thought:", stop=("Observation:", "\nQuestion:"))
+        return self.react.turn(self.prompt, transcript(steps) + "Thought:", stop=("Observation:", "\nQuestion:"))
 
     def parse(self, choice: Choice) -> Step:
         return parse_text(choice.text, self.names)
 
     def final(self, steps: list[Step], reason: str) -> GenerationRequest:
-        prefill = transcript(steps) + ending(reason, self.o.max_steps)
-        return self.o.turn(self.prompt, prefill, max_tokens=self.o.answer_max_tokens, stop=("]", "\n"))
+        prefill = transcript(steps) + ending(reason, self.react.max_steps)
+        return self.react.turn(self.prompt, prefill, max_tokens=self.react.answer_max_tokens, stop=("]", "\n"))
 
     def said(self, choice: Choice) -> str:
         return choice.text
@@ -160,7 +160,7 @@ class Text:
         """The run as the answer's text: the transcript, and the final answer if it was asked for."""
         if reason == FINISH:
             return transcript(steps)
-        return f"{transcript(steps)}{ending(reason, self.o.max_steps)}{said.strip()}]"
+        return f"{transcript(steps)}{ending(reason, self.react.max_steps)}{said.strip()}]"
 
 
 class Json(Text):
@@ -173,14 +173,14 @@ class Json(Text):
         self.prompt = templates.render("react/json_prompt.j2", tools=descriptions, names=tools, question=question)
 
     def step(self, steps: list[Step]) -> GenerationRequest:
-        return self.o.turn(self.prompt, json_transcript(steps) + "Step: ", json_schema=step_schema(self.names, self.o.max_tokens))
+        return self.react.turn(self.prompt, json_transcript(steps) + "Step: ", json_schema=step_schema(self.names, self.react.max_tokens))
 
     def parse(self, choice: Choice) -> Step:
         return parse_json(choice.text, self.names)
 
     def final(self, steps: list[Step], reason: str) -> GenerationRequest:
         prefill = json_transcript(steps) + templates.render("react/json_final.j2", reason=reason)
-        return self.o.turn(self.prompt, prefill, max_tokens=self.o.answer_max_tokens, stop=('"', "\n"))
+        return self.react.turn(self.prompt, prefill, max_tokens=self.react.answer_max_tokens, stop=('"', "\n"))
 
     def shown(self, steps: list[Step], reason: str, said: str) -> str:
         if reason == FINISH:
@@ -194,7 +194,7 @@ class Native:
     mode = "native"
 
     def __init__(self, react: ReAct, question: str, tools: list[str], schemas: list[dict[str, Any]]) -> None:
-        self.o, self.names, self.schemas = react, tools, (*schemas, FINISH_SCHEMA)
+        self.react, self.names, self.schemas = react, tools, (*schemas, FINISH_SCHEMA)
         self.opening = Message(role="user", content=templates.render("react/native.j2", question=question))
 
     def step(self, steps: list[Step], ask: str = "") -> GenerationRequest:
@@ -204,13 +204,13 @@ class Native:
             messages += [Message(role="assistant", content=s.thought, tool_calls=(call,)), Message(role="tool", content=s.observation, tool_call_id=s.call_id)]
         if ask:
             messages.append(Message(role="user", content=ask))
-        return self.o.request("").model_copy(update={"prompt": None, "messages": tuple(messages), "tools": self.schemas})
+        return self.react.request("").model_copy(update={"prompt": None, "messages": tuple(messages), "tools": self.schemas})
 
     def parse(self, choice: Choice) -> Step:
         return parse_native(choice, self.names)
 
     def final(self, steps: list[Step], reason: str) -> GenerationRequest:
-        return self.step(steps, ending(reason, self.o.max_steps, native=True))
+        return self.step(steps, ending(reason, self.react.max_steps, native=True))
 
     def said(self, choice: Choice) -> str:
         step = parse_native(choice, self.names)

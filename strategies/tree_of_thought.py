@@ -75,7 +75,7 @@ class Role:
     """A generator or an evaluator for one question, with the strategy's options."""
 
     def __init__(self, options: TreeOfThought, question: str) -> None:
-        self.o, self.question = options, question
+        self.options, self.question = options, question
 
 
 class Generator(Role):
@@ -97,9 +97,9 @@ class Sample(Generator):
     label = "sample"
 
     def request(self, state: State) -> GenerationRequest:
-        user = templates.render("tree_of_thought/step.j2", exemplars=gsm8k_exemplars()[: self.o.k], question=self.question)
+        user = templates.render("tree_of_thought/step.j2", exemplars=gsm8k_exemplars()[: self.options.k], question=self.question)
         prefill = templates.render("tree_of_thought/partial.j2", steps=state)
-        return self.o.turn(user, prefill, n=self.o.candidates, stop=("\n",))
+        return self.options.turn(user, prefill, n=self.options.candidates, stop=("\n",))
 
     def lines(self, completion: Completion) -> list[str]:
         # The first line only, in case a backend ignores the stop, without an "A:" that a model
@@ -112,15 +112,15 @@ class Propose(Generator):
     label = "propose"
 
     def request(self, state: State) -> GenerationRequest:
-        user = templates.render("tree_of_thought/propose.j2", question=self.question, steps=state, k=self.o.candidates)
+        user = templates.render("tree_of_thought/propose.j2", question=self.question, steps=state, k=self.options.candidates)
         prefill = templates.render("tree_of_thought/numbered.j2")
-        return self.o.turn(user, prefill, max_tokens=self.o.max_tokens * self.o.candidates, stop=("\n\n",))
+        return self.options.turn(user, prefill, max_tokens=self.options.max_tokens * self.options.candidates, stop=("\n\n",))
 
     def lines(self, completion: Completion) -> list[str]:
         text = completion.text
         # The prefill "1." continued, or (where it could not be prefilled) a list begun anew.
         numbered = text if _ITEM.match(text.lstrip()) else templates.render("tree_of_thought/numbered.j2") + text
-        return [m["text"] for m in _ITEM.finditer(numbered)][: self.o.candidates]
+        return [m["text"] for m in _ITEM.finditer(numbered)][: self.options.candidates]
 
 
 class Evaluator(Role):
@@ -131,9 +131,9 @@ class Evaluator(Role):
     async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]: ...
 
     def rate(self, user: str, prefill_template: str) -> GenerationRequest:
-        o = self.o
+        tot = self.options
         prefill = templates.render(prefill_template)
-        return o.turn(user, prefill, n=o.n_evaluate, temperature=o.eval_temperature, max_tokens=o.eval_max_tokens, stop=("\n",))
+        return tot.turn(user, prefill, n=tot.n_evaluate, temperature=tot.eval_temperature, max_tokens=tot.eval_max_tokens, stop=("\n",))
 
 
 class Value(Evaluator):
@@ -163,7 +163,7 @@ class Verify(Evaluator):
     async def score(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
         judged = (run.verify(self.verifier, self.question, list(n.state), label=f"verify@{n.tag}") for n in nodes)
         verdicts = await run.gather(*judged)
-        return [v.score(self.o.aggregate) for v in verdicts]  # type: ignore[union-attr]  # not tolerant: no exceptions
+        return [v.score(self.options.aggregate) for v in verdicts]  # type: ignore[union-attr]  # not tolerant: no exceptions
 
 
 GENERATORS: dict[str, type[Generator]] = {"sample": Sample, "propose": Propose}

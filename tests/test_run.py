@@ -172,3 +172,24 @@ async def test_cancelling_a_solve_cancels_the_gathered_calls() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert backend.in_flight == 0
+
+
+async def test_a_branch_awaited_by_several_steps_runs_once_and_orders_the_trace() -> None:
+    backend = ScriptedBackend([("base", "1"), ("left", "2"), ("right", "3"), ("join", "6")])
+
+    async def body(run: Run, question: str) -> Answer:
+        base = run.branch(run.generate(req("base"), label="base"))
+
+        async def side(name: str) -> str:
+            await base  # each side needs the base's answer
+            return (await run.generate(req(name), label=name)).text
+
+        left, right = run.branch(side("left")), run.branch(side("right"))
+        await left, await right
+        joined = await run.generate(req("join"), label="join")
+        return Answer(answer=joined.text, text="")
+
+    solution = await Written().with_body(body).solve("q", backend)
+    assert solution.answer == "6" and [r.prompt for r in backend.requests].count("base") == 1
+    assert {("base", "left"), ("base", "right"), ("left", "join"), ("right", "join")} <= edges(solution)
+    assert ("base", "join") not in edges(solution)  # implied by the sides: no redundant edge
