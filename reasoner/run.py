@@ -24,7 +24,7 @@ from reasoner.types import Answer, Completion, GenerationRequest
 
 if TYPE_CHECKING:
     from reasoner.strategy import Strategy
-    from reasoner.verifiers.base import Verdict, Verifier
+    from reasoner.verdict import Verdict, Verifier
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""The layers import only downwards: reasoner ← reasoner.tools ← reasoner.strategies ← reasoner.serve ← reasoner.bench ← reasoner.cli."""
+"""The layers import only downwards: reasoner ← reasoner.tools ← reasoner.verifiers ← reasoner.strategies ←
+reasoner.serve ← reasoner.bench ← reasoner.cli."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS = {
     "reasoner": REPO / "reasoner",
     "reasoner.tools": REPO / "tools",
+    # Verifiers check with tools (the calculator) and with models; strategies use them.
+    "reasoner.verifiers": REPO / "reasoner" / "verifiers",
     "reasoner.strategies": REPO / "strategies",
     # The gateway runs strategies; the benchmarks may start it, the CLI has a sub-command for it.
     "reasoner.serve": REPO / "reasoner" / "serve",

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reasoner.run import Run
-from reasoner.verifiers.base import Verdict, Verifier, lines
+from reasoner.verdict import Verdict
 from reasoner.tools.calculator import CalculatorError, calculate
 
 # What an arithmetic expression can be written with (currency and spaces included).
@@ -128,15 +127,3 @@ def check_steps(steps: Sequence[str], spec: str = "arith") -> Verdict:
         if wrong:
             notes[str(i)] = "; ".join(wrong)
     return Verdict(verifier=spec, steps=list(steps), scores=scores, notes=notes)
-
-
-class ArithVerifier(Verifier):
-    """`arith`: the calculator re-checks each step's equations (a tool node: traced, never a model call)."""
-
-    def __init__(self, argument: str | None = None) -> None:
-        if argument is not None:
-            raise ValueError(f"the arith verifier takes no argument, got 'arith:{argument}'")
-        self.spec = "arith"
-
-    async def verify(self, run: Run, question: str, steps: Sequence[str]) -> Verdict:
-        return check_steps(lines(steps), self.spec)

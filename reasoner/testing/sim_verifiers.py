@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from reasoner.run import Run
 from reasoner.testing.steps_sim import StepSimulator, _digest
-from reasoner.verifiers.base import Verdict, Verifier, lines
+from reasoner.verdict import Verdict, Verifier, lines
 
 
 class LocatorVerifier(Verifier):

@@ -3,7 +3,7 @@
 Named by a spec (`arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`); see `spec.open_verifier`.
 """
 
-from reasoner.verifiers.base import Aggregation, Verdict, Verifier, aggregate, split_steps
+from reasoner.verdict import Aggregation, Verdict, Verifier, aggregate, split_steps
 from reasoner.verifiers.spec import (
     SPEC_HELP, VerifierSpec, VerifierSpecError, check_spec, kinds, open_verifier, parse_spec, register,
 )

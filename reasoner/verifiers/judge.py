@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from reasoner.prompts import Templates
 from reasoner.run import Run
 from reasoner.types import Completion, GenerationRequest, Message
-from reasoner.verifiers.base import Verdict, Verifier, lines
+from reasoner.verdict import Verdict, Verifier, lines
 
 templates = Templates("reasoner.verifiers")
 _VERDICT = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)

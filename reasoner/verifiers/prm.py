@@ -24,7 +24,7 @@ import httpx
 from reasoner.run import Run
 from reasoner.secrets import register_url, scrub
 from reasoner.types import Usage
-from reasoner.verifiers.base import Verdict, Verifier, lines
+from reasoner.verdict import Verdict, Verifier, lines
 
 
 class PRMError(RuntimeError):

@@ -1,8 +1,8 @@
 """A verifier is named by a spec string: `arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`.
 
-Kinds are found through the `reasoner.verifiers` entry-point group (the arithmetic checker lives
-in `reasoner.tools`, above the core, so the core finds it by name rather than importing it), plus
-any registered in this process with `register` (tests and benchmarks add simulated verifiers).
+Kinds are found through the `reasoner.verifiers` entry-point group (so a package can add its own;
+this one's are `arith`, `judge` and `prm`, in this folder), plus any registered in this process
+with `register` (tests and benchmarks add simulated verifiers).
 Each kind is a factory called with the text after the first colon, or None.
 """
 
@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from reasoner.verifiers.base import Verifier
+from reasoner.verdict import Verifier
 
 ENTRY_POINT_GROUP = "reasoner.verifiers"
 SPEC_HELP = (
