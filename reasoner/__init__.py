@@ -10,6 +10,9 @@ Strategies from the literature run as graphs of model calls on any backend:
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -28,6 +31,28 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+class _SourceTree:
+    """From a clone that is not installed, find the layers that live in the repository's top-level
+    folders (`strategies/` as `reasoner.strategies`, `tools/`, `benchmarks/`) where the wheel puts
+    them. Last on `sys.meta_path`, so an installed or editable package is always found first."""
+
+    def __init__(self, root: str) -> None:
+        self.folders = {f"reasoner.{name}": os.path.join(root, folder) for name, folder in _FOLDERS.items()}
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        folder = self.folders.get(fullname)
+        if folder is None or not os.path.isfile(os.path.join(folder, "__init__.py")):
+            return None
+        init = os.path.join(folder, "__init__.py")
+        return importlib.util.spec_from_file_location(fullname, init, submodule_search_locations=[folder])
+
+
+_FOLDERS = {"tools": "tools", "strategies": "strategies", "bench": "benchmarks"}
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_ROOT, "pyproject.toml")) and os.path.isdir(os.path.join(_ROOT, "strategies")):
+    sys.meta_path.append(_SourceTree(_ROOT))
 
 
 def __getattr__(name: str) -> Any:

@@ -63,3 +63,27 @@ def test_the_wheel_carries_every_layer_and_its_prompts(installed: Path) -> None:
     text = entry_points.read_text()
     assert "reasoner = reasoner.cli.main:main" in text
     assert "self-consistency = reasoner.strategies.self_consistency:SelfConsistency" in text
+
+
+def test_a_clone_that_is_not_installed_imports_its_layers_from_its_own_folders(tmp_path: Path) -> None:
+    import shutil
+    import site
+    import sysconfig
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for part in ("pyproject.toml", "reasoner", "strategies", "tools", "benchmarks"):
+        source = REPO / part
+        (shutil.copytree(source, clone / part) if source.is_dir() else shutil.copy(source, clone / part))
+    # -S: no site-packages .pth files run, so no editable install can answer for the clone.
+    deps = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    code = (
+        f"import sys; sys.path[:0] = ['', *{deps!r}]\n"
+        "from reasoner.strategies.few_shot_cot import FewShotCoT\n"
+        "import reasoner, reasoner.strategies, reasoner.tools.calculator, reasoner.bench.report\n"
+        "names = ('reasoner', 'reasoner.strategies', 'reasoner.tools.calculator', 'reasoner.bench.report')\n"
+        "print(*(sys.modules[name].__file__ for name in names))\n"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=clone, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(path.startswith(str(clone)) for path in result.stdout.split()), result.stdout
