@@ -92,7 +92,9 @@ def test_unknown_model_and_path(gw: BackgroundGateway) -> None:
         (Fault.delay(3), 504, "timeout_error"),
     ],
 )
-@pytest.mark.parametrize("model", [MODEL, f"zero-shot-cot/{MODEL}"])
+# self-consistency's samples all fail in one request with n: its vote raises, from the failures,
+# and the gateway still answers by the upstream's error type, read from the graph.
+@pytest.mark.parametrize("model", [MODEL, f"zero-shot-cot/{MODEL}", f"self-consistency:samples=2/{MODEL}"])
 def test_upstream_failures_map_to_their_status(
     gw: BackgroundGateway, upstream: FakeOpenAIServer, fault: Fault, status: int, kind: str, model: str
 ) -> None:
