@@ -20,18 +20,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasoner.answers import extract_answer
-from reasoner.graph import Ctx, Forward, Graph, NodeId
+from reasoner.graph import reason
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from reasoner.verifiers import Aggregation
-from reasoner.strategies.stepwise import (
-    Steps, aggregate_field, checked_verifier, finished, step_of, step_request, verifier_field, verifier_of,
-)
+from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, open_verifier
+from reasoner.strategies.stepwise import Steps, aggregate_field, finished, step_of, step_request, verifier_field
 
 Beam = tuple[int, Steps]  # (subtree, steps so far)
+Scored = tuple[int, Steps, float]  # a beam and its verifier's score
 
 
 class BeamSearch(Strategy):
@@ -48,83 +48,81 @@ class BeamSearch(Strategy):
     k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(96, ge=1, description="tokens per step")
-    verifier: str = verifier_field()
+    verifier: VerifierSpec = verifier_field()
     aggregate: Aggregation = aggregate_field()
 
-    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
-
-    def build(self, graph: Graph, question: str) -> NodeId:
-        verifier = verifier_of(self.verifier)
-        done: list[tuple[int, Steps, float]] = []
+    async def forward(self, run: Run, question: str) -> Answer:
+        verifier = open_verifier(self.verifier)
+        beams: list[Beam] = [(tree, ()) for tree in range(self.width)]
+        done: list[Scored] = []  # every finished solution, to answer with
         closed: list[int] = []  # beams (dvts: subtrees) that ended with a finished solution
-
-        def level(depth: int, beams: list[Beam]) -> NodeId:
-            # Beams with one prefix (the root's copies) make identical requests, which merge into one.
-            gens = [
-                graph.generate(step_request(self, question, steps, k=self.k, n=self.expansions, seed_offset=depth), label=f"expand{depth}")
-                for _, steps in beams
-            ]
-
-            def candidates(ctx: Ctx) -> Forward:
-                seen: set[tuple[int, Steps]] = set()
-                fresh: list[Beam] = []
-                for gen, (tree, steps) in zip(gens, beams):
-                    for choice in ctx[gen].choices:
-                        step = step_of(choice.text)
-                        key = (tree if self.dvts else 0, (*steps, step))
-                        if step and key not in seen:
-                            seen.add(key)
-                            fresh.append((tree, (*steps, step)))
-                scope = graph.scope(f"level{depth}")
-                verdicts = [verifier.verify(scope, question, list(steps), label=f"verify{i}") for i, (_, steps) in enumerate(fresh)]
-                return Forward(
-                    graph.function(lambda c: select(c, depth, fresh, verdicts), after=verdicts, label=f"select{depth}", tolerate_failures=True)
-                )
-
-            return graph.function(candidates, after=gens, label=f"candidates{depth}")
-
-        def select(ctx: Ctx, depth: int, fresh: list[Beam], verdicts: list[NodeId]) -> Answer | Forward:
-            scored = [(t, s, ctx[v].score(self.aggregate)) for (t, s), v in zip(fresh, verdicts) if ctx.ok(v)]
-            if fresh and not scored:
-                raise RuntimeError(f"every verification at depth {depth + 1} failed; first: {ctx.error(verdicts[0])}")
-            scored.sort(key=lambda b: -b[2])  # stable: equal scores keep the order they were sampled in
+        keep: list[Scored] = []
+        for depth in range(self.depth):
+            fresh = await self.expand(run, question, depth, beams)
+            scored = await self.score(run.scope(f"level{depth}"), verifier, question, depth, fresh)
             if self.dvts:  # each open subtree's best child goes on, or ends the subtree if finished
                 best = [next(b for b in scored if b[0] == t) for t in dict.fromkeys(b[0] for b in scored) if t not in closed]
             else:  # the best `width` less those already finished go on; finished ones among them end
                 best = scored[: max(0, self.width - len(closed))]
-            for b in best:
-                if finished(b[1]):
-                    closed.append(b[0])
+            closed += [t for t, steps, _ in best if finished(steps)]
             # Every finished solution is kept to answer with; only those that made the cut end a beam.
-            done.extend(b for b in scored if finished(b[1]))
+            done += [b for b in scored if finished(b[1])]
             keep = [b for b in best if not finished(b[1])]
-            if keep and depth + 1 < self.depth:
-                return Forward(level(depth + 1, [(t, s) for t, s, _ in keep]))
-            return conclude(depth + 1, keep)
+            if not keep:
+                break
+            beams = [(t, s) for t, s, _ in keep]
+        return self.conclude(depth + 1, done, keep, verifier)
 
-        def conclude(levels: int, unfinished: list[tuple[int, Steps, float]]) -> Answer:
-            ranked = sorted(done, key=lambda b: -b[2]) or unfinished
-            details = {
-                "levels": levels,
-                "finished": [{"subtree": t, "score": round(sc, 6), "answer": extract_answer(s[-1])} for t, s, sc in ranked[: self.width * 2]],
-                "dvts": self.dvts,
-                "verifier": verifier.spec,
-                "aggregate": self.aggregate,
-            }
-            if not ranked:
-                return Answer(answer=None, text="", details=details)
-            _, steps, score = ranked[0]
-            answer = extract_answer(steps[-1]) if finished(steps) else None
-            if self.final == "weighted" and done:
-                totals: dict[str, float] = defaultdict(float)
-                for _, s, sc in ranked:
-                    if (said := extract_answer(s[-1])) is not None:
-                        totals[said] += sc
-                if totals:  # ties: the answer of the better-ranked solution
-                    answer = max(totals, key=lambda a: totals[a])
-                    _, steps, score = next(b for b in ranked if extract_answer(b[1][-1]) == answer)
-                    details["totals"] = {a: round(v, 6) for a, v in totals.items()}
-            return Answer(answer=answer, text="\n".join(steps), score=score, details=details)
+    async def expand(self, run: Run, question: str, depth: int, beams: list[Beam]) -> list[Beam]:
+        """Each beam's distinct next steps. The beams' requests start together, so those with one
+        prefix (the root's copies) are one request with n."""
+        replies = await run.gather(*(
+            run.generate(step_request(self, question, steps, k=self.k, n=self.expansions, seed_offset=depth), label=f"expand{depth}")
+            for _, steps in beams
+        ))
+        seen: set[Beam] = set()
+        fresh: list[Beam] = []
+        for reply, (tree, steps) in zip(replies, beams):
+            for choice in reply.choices:
+                step = step_of(choice.text)
+                key = (tree if self.dvts else 0, (*steps, step))
+                if step and key not in seen:
+                    seen.add(key)
+                    fresh.append((tree, (*steps, step)))
+        return fresh
 
-        width = self.width
-        return level(0, [(tree, ()) for tree in range(width)])
+    async def score(self, run: Run, verifier: Verifier, question: str, depth: int, fresh: list[Beam]) -> list[Scored]:
+        """The partial solutions the verifier scored, best first. One failed verification costs
+        its candidate; all of them failing ends the search with the first failure's reason."""
+        verdicts = await run.gather(
+            *(run.verify(verifier, question, list(steps), label=f"verify{i}") for i, (_, steps) in enumerate(fresh)), tolerate=True
+        )
+        scored = [(t, s, v.score(self.aggregate)) for (t, s), v in zip(fresh, verdicts) if isinstance(v, Verdict)]
+        if fresh and not scored:
+            raise RuntimeError(f"every verification at depth {depth + 1} failed; first: {reason(verdicts[0])}") from verdicts[0]
+        scored.sort(key=lambda b: -b[2])  # stable: equal scores keep the order they were sampled in
+        return scored
+
+    def conclude(self, levels: int, done: list[Scored], unfinished: list[Scored], verifier: Verifier) -> Answer:
+        ranked = sorted(done, key=lambda b: -b[2]) or unfinished
+        details = {
+            "levels": levels,
+            "finished": [{"subtree": t, "score": round(sc, 6), "answer": extract_answer(s[-1])} for t, s, sc in ranked[: self.width * 2]],
+            "dvts": self.dvts,
+            "verifier": verifier.spec,
+            "aggregate": self.aggregate,
+        }
+        if not ranked:
+            return Answer(answer=None, text="", details=details)
+        _, steps, score = ranked[0]
+        answer = extract_answer(steps[-1]) if finished(steps) else None
+        if self.final == "weighted" and done:
+            totals: dict[str, float] = defaultdict(float)
+            for _, s, sc in ranked:
+                if (said := extract_answer(s[-1])) is not None:
+                    totals[said] += sc
+            if totals:  # ties: the answer of the better-ranked solution
+                answer = max(totals, key=lambda a: totals[a])
+                _, steps, score = next(b for b in ranked if extract_answer(b[1][-1]) == answer)
+                details["totals"] = {a: round(v, 6) for a, v in totals.items()}
+        return Answer(answer=answer, text="\n".join(steps), score=score, details=details)

@@ -10,11 +10,12 @@ the Dirichlet rule says the leader among the kept traces stays ahead up to `samp
 probability `settle`. The answer is the vote of the kept traces, each weighted by exp(confidence).
 The mechanics are `reasoner.strategies.confidence.deepconf`.
 
-Streaming happens inside one graph node ("deepconf"), so that node's output records every trace:
-its text, tokens generated (for a cut trace, the token it was cut at), confidence and whether it
-was cut, with the threshold. Its requests and tokens are added to the solution's usage. The node
-needs the backend, which `solve` hands it: DeepConf runs as the outer strategy, not inside another.
-The backend must return token log-probabilities and stream them (HTTP, vLLM, embedded, simulated).
+Streaming happens inside one tool node ("stream"), whose requests and tokens are billed on it, so
+they count in the solution's usage like any model call's; the answer (the "deepconf" node's
+output) records every trace: its text, tokens generated (for a cut trace, the token it was cut at),
+confidence and whether it was cut, with the threshold. The node needs the backend itself, which
+`solve` hands it: DeepConf runs as the outer strategy, not inside another. The backend must return
+token log-probabilities and stream them (HTTP, vLLM, embedded, simulated).
 """
 
 from __future__ import annotations
@@ -22,18 +23,40 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from reasoner.backends.base import Backend
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import NodeListener, Strategy
-from reasoner.types import Answer, Solution, Usage
+from reasoner.types import Answer, GenerationRequest, Solution, Usage
 from reasoner.strategies.common import inner_strategy
-from reasoner.strategies.confidence import DeepConfSettings, deepconf
+from reasoner.strategies.confidence import DeepConfResult, DeepConfSettings, deepconf
 
 # The backend of the solve in progress (a context variable: concurrent solves each see their own).
+# `run.backend` says what a backend can do, not how to stream from it, so `solve` hands it over.
 _BACKEND: ContextVar[Backend | None] = ContextVar("deepconf_backend", default=None)
-_USAGE = "deepconf_usage"  # where the node leaves its usage for `solve`
+
+
+class Streamed(BaseModel):
+    """The online run as the stream node's output: what it cost (`usage`, which the node is
+    billed) and its outline; the traces themselves are the answer's details, recorded once."""
+
+    usage: Usage
+    threshold: float
+    traces: int
+    cut: int
+    _result: DeepConfResult = PrivateAttr()
+
+    @classmethod
+    def of(cls, result: DeepConfResult) -> Streamed:
+        usage = Usage(calls=result.requests, prompt_tokens=result.prompt_tokens, completion_tokens=result.generated_tokens)
+        streamed = cls(usage=usage, threshold=result.threshold, traces=len(result.traces), cut=sum(t.cut for t in result.traces))
+        streamed._result = result
+        return streamed
+
+    @property
+    def result(self) -> DeepConfResult:
+        return self._result
 
 
 class DeepConf(Strategy, DeepConfSettings):
@@ -49,42 +72,38 @@ class DeepConf(Strategy, DeepConfSettings):
     def settings_for_run(self) -> DeepConfSettings:
         return DeepConfSettings(**self.model_dump(include=set(DeepConfSettings.model_fields)))
 
-    def build(self, graph: Graph, question: str) -> NodeId:
+    async def forward(self, run: Run, question: str) -> Answer:
         inner = inner_strategy(self, "few-shot-cot", k=self.k, logprobs=True)
         request = inner.request(inner.prompt(question), stop=("\nQ:", "\n\n\n"))  # type: ignore[attr-defined]
+        result = (await run.tool(self.stream, request, label="stream", request=request)).result
+        kept = [t for t in result.traces if not t.cut]
+        winner = next((t for t in kept if t.answer == result.answer), None)
+        traces = [
+            {"answer": t.answer, "confidence": round(t.confidence, 6), "tokens": t.tokens, "cut": t.cut, "text": t.text}
+            for t in result.traces
+        ]
+        details: dict[str, Any] = {
+            "traces": traces, "threshold": round(result.threshold, 6), "samples_drawn": len(result.traces),
+            "samples_cap": self.samples, "cut_traces": sum(t.cut for t in result.traces),
+            "generated_tokens": result.generated_tokens,
+            "votes": {a: sum(t.answer == a for t in kept) for a in dict.fromkeys(t.answer for t in kept if t.answer)},
+        }
+        if result.fallback is not None:  # the run's report counts these as self-consistency
+            details.update(fallback="self-consistency", fallback_reason=result.fallback)
+        agreement = details["votes"].get(result.answer, 0) / len(kept) if kept else 0.0
+        return Answer(answer=result.answer, text=winner.text if winner else "", score=agreement, details=details)
 
-        async def run(ctx: Ctx) -> Answer:
-            backend = _BACKEND.get()
-            if backend is None:
-                raise RuntimeError("deepconf streams from the backend itself: run it with DeepConf.solve, not inside another strategy")
-            result = await deepconf(backend, request, self.settings_for_run())
-            kept = [t for t in result.traces if not t.cut]
-            winner = next((t for t in kept if t.answer == result.answer), None)
-            traces = [
-                {"answer": t.answer, "confidence": round(t.confidence, 6), "tokens": t.tokens, "cut": t.cut, "text": t.text}
-                for t in result.traces
-            ]
-            details: dict[str, Any] = {
-                "traces": traces, "threshold": round(result.threshold, 6), "samples_drawn": len(result.traces),
-                "samples_cap": self.samples, "cut_traces": sum(t.cut for t in result.traces),
-                "generated_tokens": result.generated_tokens,
-                "votes": {a: sum(t.answer == a for t in kept) for a in dict.fromkeys(t.answer for t in kept if t.answer)},
-                _USAGE: {"calls": result.requests, "prompt_tokens": result.prompt_tokens, "completion_tokens": result.generated_tokens},
-            }
-            if result.fallback is not None:  # the run's report counts these as self-consistency
-                details.update(fallback="self-consistency", fallback_reason=result.fallback)
-            agreement = details["votes"].get(result.answer, 0) / len(kept) if kept else 0.0
-            return Answer(answer=result.answer, text=winner.text if winner else "", score=agreement, details=details)
-
-        return graph.function(run, label="deepconf")
+    async def stream(self, request: GenerationRequest) -> Streamed:
+        """Warm-up, threshold and the streamed traces, from the backend itself (not the engine)."""
+        backend = _BACKEND.get()
+        if backend is None:
+            raise RuntimeError("deepconf streams from the backend itself: run it with DeepConf.solve, not inside another strategy")
+        result = await deepconf(backend, request, self.settings_for_run())
+        return Streamed.of(result)
 
     async def solve(self, question: str, backend: Backend, *, on_node: NodeListener | None = None) -> Solution:
         token = _BACKEND.set(backend)
         try:
-            solution = await super().solve(question, backend, on_node=on_node)
+            return await super().solve(question, backend, on_node=on_node)
         finally:
             _BACKEND.reset(token)
-        used = solution.details.pop(_USAGE, None)
-        if used is not None:  # the engine saw no model call: the node streamed them itself
-            solution.usage = solution.usage + Usage(**used)
-        return solution

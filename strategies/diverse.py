@@ -16,15 +16,17 @@ from collections import defaultdict
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reasoner.data import load_gsm8k
-from reasoner.graph import Ctx, Graph, NodeId
+from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion
-from reasoner.verifiers import Aggregation, split_steps
+from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, open_verifier, split_steps
 from reasoner.strategies.common import Exemplar, answer_from, gsm8k_exemplars, gsm8k_solution, templates
-from reasoner.strategies.stepwise import aggregate_field, checked_verifier, verified, verifier_field, verifier_of
+from reasoner.strategies.stepwise import aggregate_field, succeeded, verifier_field
+
+Path = tuple[Answer, Verdict]  # a sampled reasoning path and the verifier's verdict on it
 
 
 @cache
@@ -49,10 +51,8 @@ class Diverse(Strategy):
     )
     vote: Literal["weighted", "majority"] = Field("weighted", description="weighted: sum of verifier scores; majority: count")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    verifier: str = verifier_field()
+    verifier: VerifierSpec = verifier_field()
     aggregate: Aggregation = aggregate_field()
-
-    _verifier_spec = field_validator("verifier")(classmethod(lambda cls, v: checked_verifier(v)))
 
     def exemplars(self, m: int) -> list[Exemplar]:
         pool = list(train_pool() if self.pool == "train" else gsm8k_exemplars())
@@ -60,49 +60,48 @@ class Diverse(Strategy):
             raise ValueError(f"diverse: k={self.k} exemplars asked for, the {self.pool} pool has {len(pool)}")
         return random.Random(f"diverse-prompt-{m}").sample(pool, self.k)
 
-    def build(self, graph: Graph, question: str) -> NodeId:
-        verifier = verifier_of(self.verifier)
-        calls, paths, verdicts = [], [], []
-        for m in range(self.prompts):
-            prompt = templates.render("few_shot_cot.j2", exemplars=self.exemplars(m), question=question)
-            # Each prompt samples with seeds of its own, so its paths differ from the other prompts'.
-            seed = None if self.seed is None else self.seed + m * self.samples
-            request = self.request(prompt, n=self.samples, stop=("\nQ:", "\n\n\n"), seed=seed)
-            call = graph.generate(request, label=f"prompt{m}")
-            calls.append(call)
-            for s in range(self.samples):
-                scope = graph.scope(f"prompt{m}/path{s}")
-                path = scope.function(lambda ctx, c=call, s=s: answer_from(_choice(ctx[c], s)), after=[call], label="parse")
-                paths.append(path)
-                verdicts.append(verifier.verify(scope, question, lambda ctx, p=path: split_steps(ctx[p].text), after=[path]))
+    async def forward(self, run: Run, question: str) -> Answer:
+        verifier = open_verifier(self.verifier)
+        prompts = [templates.render("few_shot_cot.j2", exemplars=self.exemplars(m), question=question) for m in range(self.prompts)]
+        # The M prompts start together; a failed one costs its S paths, not the question.
+        prompted = await run.gather(*(self.paths(run, verifier, question, m, p) for m, p in enumerate(prompts)), tolerate=True)
+        results = [path for p in prompted for path in (p if isinstance(p, list) else [p] * self.samples)]
+        done: list[Path] = succeeded(results, "path")
+        totals: dict[str, float] = defaultdict(float)
+        for answer, verdict in done:
+            if answer.answer is not None:
+                totals[answer.answer] += verdict.score(self.aggregate) if self.vote == "weighted" else 1.0
+        winner = max(totals, key=lambda a: totals[a]) if totals else None  # ties: the first seen
+        best = max(
+            (i for i, (a, _) in enumerate(done) if a.answer == winner),
+            key=lambda i: done[i][1].score(self.aggregate),
+            default=0,
+        )
+        return Answer(
+            answer=winner,
+            text=done[best][0].text,
+            score=totals.get(winner, 0.0) / len(done) if winner else 0.0,
+            details={
+                "vote": self.vote,
+                "totals": {a: round(t, 6) for a, t in totals.items()},
+                "answers": [a.answer for a, _ in done],
+                "scores": [round(v.score(self.aggregate), 6) for _, v in done],
+                "paths": len(done),
+                "failed_paths": len(results) - len(done),
+            },
+        )
 
-        def vote(ctx: Ctx) -> Answer:
-            done = verified(ctx, paths, verdicts, "path")
-            totals: dict[str, float] = defaultdict(float)
-            for answer, verdict in done:
-                if answer.answer is not None:
-                    totals[answer.answer] += verdict.score(self.aggregate) if self.vote == "weighted" else 1.0
-            winner = max(totals, key=lambda a: totals[a]) if totals else None  # ties: the first seen
-            best = max(
-                (i for i, (a, _) in enumerate(done) if a.answer == winner),
-                key=lambda i: done[i][1].score(self.aggregate),
-                default=0,
-            )
-            return Answer(
-                answer=winner,
-                text=done[best][0].text,
-                score=totals.get(winner, 0.0) / len(done) if winner else 0.0,
-                details={
-                    "vote": self.vote,
-                    "totals": {a: round(t, 6) for a, t in totals.items()},
-                    "answers": [a.answer for a, _ in done],
-                    "scores": [round(v.score(self.aggregate), 6) for _, v in done],
-                    "paths": len(done),
-                    "failed_paths": len(paths) - len(done),
-                },
-            )
-
-        return graph.function(vote, after=[*paths, *verdicts], label="vote", tolerate_failures=True)
+    async def paths(self, run: Run, verifier: Verifier, question: str, m: int, prompt: str) -> list[Path | Exception]:
+        """Prompt m's S sampled paths (one request with n=S), each with its verdict."""
+        # Each prompt samples with seeds of its own, so its paths differ from the other prompts'.
+        seed = None if self.seed is None else self.seed + m * self.samples
+        reply = await run.generate(self.request(prompt, n=self.samples, stop=("\nQ:", "\n\n\n"), seed=seed), label=f"prompt{m}")
+        answers = [answer_from(_choice(reply, s)) for s in range(self.samples)]
+        verdicts = await run.gather(
+            *(run.scope(f"prompt{m}/path{s}").verify(verifier, question, split_steps(a.text)) for s, a in enumerate(answers)),
+            tolerate=True,
+        )
+        return [v if isinstance(v, Exception) else (a, v) for a, v in zip(answers, verdicts)]
 
 
 def _choice(completion: Completion, index: int) -> Completion:

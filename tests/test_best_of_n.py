@@ -89,3 +89,20 @@ async def test_diverse_prompts_sample_with_seeds_of_their_own() -> None:
     backend = ScriptedBackend([(r"Q: Janet", [RIGHT])])
     await get_strategy("diverse", prompts=3, samples=2, pool="shipped", k=2, seed=10).solve(QUESTION, backend)
     assert sorted(r.seed for r in backend.requests) == [10, 12, 14]
+
+
+async def test_diverse_a_failed_prompt_costs_its_paths_and_all_failing_names_the_cause() -> None:
+    def reply(request, i: int) -> str:  # type: ignore[no-untyped-def]
+        if request.seed == 12:  # the second prompt's request
+            raise ConnectionError("server went away")
+        return RIGHT
+
+    backend = ScriptedBackend([Rule(r"Q: Janet", reply)])
+    solution = await get_strategy("diverse", prompts=3, samples=2, pool="shipped", k=2, seed=10).solve(QUESTION, backend)
+    assert solution.error is None and solution.answer == "18"
+    assert solution.details["paths"] == 4 and solution.details["failed_paths"] == 2
+    verify = [n for n in solution.trace["nodes"] if n["label"] == "verify"]
+    assert sorted(n["id"].rsplit("/", 1)[0] for n in verify) == [f"prompt{m}/path{s}" for m in (0, 2) for s in (0, 1)]
+    down = ScriptedBackend([Rule(r"Q: Janet", lambda request, i: (_ for _ in ()).throw(ConnectionError("server went away")))])
+    failed = await get_strategy("diverse", prompts=2, samples=2, pool="shipped", k=2).solve(QUESTION, down)
+    assert failed.error and "every path or its verification failed" in failed.error and "server went away" in failed.error

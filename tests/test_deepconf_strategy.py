@@ -1,5 +1,6 @@
-"""DeepConf as a strategy: reachable by name, its one streaming node records every trace, its
-tokens reach the solution's usage; on the simulated backend and the real embedded model."""
+"""DeepConf as a strategy: reachable by name, its answer records every trace, its one streaming
+node is billed the requests and tokens, which reach the solution's usage; on the simulated backend
+and the real embedded model."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ async def test_on_the_simulated_model_the_node_records_each_trace() -> None:
         assert solution.usage.calls == 1 + len(traces) - 4 and solution.usage.prompt_tokens > 0
         (node,) = [n for n in solution.trace["nodes"] if n["label"] == "deepconf"]
         assert node["output"]["details"]["traces"] == traces  # the trace is the graph's
+        # The strategy's node made no model call itself: its one stream node streamed them all.
+        (stream,) = [n for n in solution.trace["nodes"] if n["label"] == "stream"]
+        assert stream["kind"] == "tool" and stream["request"]["logprobs"] is True
+        assert (stream["calls"], stream["completion_tokens"]) == (solution.usage.calls, solution.usage.completion_tokens)
+        assert stream["output"]["traces"] == len(traces) and not [n for n in solution.trace["nodes"] if n["kind"] == "model"]
         if solution.answer is not None:
             assert any(t["answer"] == solution.answer and not t["cut"] for t in traces)
     assert cut_somewhere
