@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.simulated import QUESTION_ID, SimulatedModel
+from reasoner.simulators.samples import QUESTION_ID, SimulatedModel
 
 SIM = SimulatedModel(seed=0)
 QUESTIONS = 200

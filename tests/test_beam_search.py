@@ -10,7 +10,7 @@ from reasoner.data import load_gsm8k
 from reasoner.strategy import get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.testing.scripted import ScriptedBackend
-from reasoner.testing.steps_sim import StepSimulator
+from reasoner.simulators.steps import StepSimulator
 
 QUESTION = "Janet's ducks lay 16 eggs a day; she eats 3, bakes with 4 and sells the rest at $2. How much does she make?"
 AFTER_ONE = r"A: She sells 16 - 3 - 4 = 9 eggs\.\n$"

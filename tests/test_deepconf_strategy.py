@@ -8,7 +8,7 @@ import pytest
 
 from reasoner.strategies.deepconf import DeepConf
 from reasoner.strategy import available, get_strategy
-from reasoner.testing.simulated import SimulatedBackend, SimulatedModel
+from reasoner.simulators.samples import SimulatedBackend, SimulatedModel
 
 
 def test_registered_under_its_name() -> None:

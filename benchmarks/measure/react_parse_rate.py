@@ -1,7 +1,7 @@
 """How often ReAct's steps name a valid action on a model: the share of Thought → Action steps
 whose action parses (a known tool with its input, or finish[answer]), over GSM8K test questions.
 
-    python -m reasoner.bench.react_parse_rate [--limit 20] [--model local] [--mode auto] [--max-steps 8] [--max-tokens 256]
+    python -m reasoner.bench.measure.react_parse_rate [--limit 20] [--model local] [--mode auto] [--max-steps 8] [--max-tokens 256]
 
 Prints the parse rate, how each question's loop ended, and the accuracy (a tiny model gets most
 questions wrong; the parse rate says whether it can use the tools at all).

@@ -1,7 +1,7 @@
 """Samples per second on the embedded model: a request's n samples decoded one after another
 (llama-cpp-python's loop, `batched=False`) against decoded together in one batch (the default).
 
-    python -m reasoner.bench.batched_sampling [--n 1 2 4 8 16] [--max-tokens 64] [--threads N] [--seeds 3] [--steps]
+    python -m reasoner.bench.measure.batched_sampling [--n 1 2 4 8 16] [--max-tokens 64] [--threads N] [--seeds 3] [--steps]
 
 The prompt is a 2-shot GSM8K chain-of-thought prompt; samples are drawn at temperature 0.7, up to
 --max-tokens each (a sample may end earlier, at the end of its turn or at "Q:"). Both paths use

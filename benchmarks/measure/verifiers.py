@@ -1,8 +1,8 @@
 """Verifiers and the strategies on them, on the step-level simulated model over real HTTP.
 
-    python -m reasoner.bench.verifiers [--questions 300] [--only checker|backtrack|compute] [--seed 0]
+    python -m reasoner.bench.measure.verifiers [--questions 300] [--only checker|backtrack|compute] [--seed 0]
 
-GSM8K test questions ($REASONER_GSM8K) are written as steps by `reasoner.testing.steps_sim`,
+GSM8K test questions ($REASONER_GSM8K) are written as steps by `reasoner.simulators.steps`,
 with arithmetic and logic slips; the model is served by `reasoner.testing.fake_openai` and called
 through the real HTTP backend and engine. Questions whose gold annotations are not plain
 arithmetic are left out (the simulator cannot write them). Three benchmarks:
@@ -34,8 +34,8 @@ from reasoner.backends.http import OpenAIBackend
 from reasoner.data import Problem, load_gsm8k
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.sim_verifiers import LocatorVerifier
-from reasoner.testing.steps_sim import StepSimulator
+from reasoner.simulators.locator import LocatorVerifier
+from reasoner.simulators.steps import StepSimulator
 from reasoner.tools.arith_check import check_steps
 from reasoner.types import Solution
 from reasoner.verifiers import register, split_steps
@@ -203,7 +203,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reasoner.bench.verifiers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reasoner.bench.measure.verifiers", description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=300, help="GSM8K test questions (the first ones the simulator can write)")
     parser.add_argument("--only", choices=["checker", "backtrack", "compute"], help="run one benchmark")
     parser.add_argument("--arith-rate", type=float, default=0.06, help="arithmetic slips per calculation")

@@ -2,13 +2,13 @@
 
 Every strategy whose siblings share a prompt (self-consistency's samples, best-of-n's, a beam's
 expansions, a tree's candidates, backtracking's resampled step) should send them as one request
-with `n`. This runs each on the step-level simulated model (`reasoner.testing.steps_sim`) behind the
+with `n`. This runs each on the step-level simulated model (`reasoner.simulators.steps`) behind the
 simulated OpenAI-compatible server, seeded, and prints the requests the server received, the
 samples they asked for (the sum of `n`) and the answers, per strategy. The same script run on the
 code before and after a change to the engine must print the same table (tests/test_sibling_merging.py
 holds the one measured before the direct-style port).
 
-    python -m reasoner.bench.sibling_requests [--questions 6]
+    python -m reasoner.bench.measure.sibling_requests [--questions 6]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from reasoner.backends.http import OpenAIBackend
 from reasoner.data import load_gsm8k
 from reasoner.strategy import get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.steps_sim import StepSimulator
+from reasoner.simulators.steps import StepSimulator
 
 #: (label, strategy, options): the strategies whose siblings share a prompt, seeded.
 CASES: list[tuple[str, str, dict[str, Any]]] = [

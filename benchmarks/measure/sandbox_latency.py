@@ -1,4 +1,4 @@
-"""What one trivial sandbox run costs: `python -m reasoner.bench.sandbox_latency [RUNS]`.
+"""What one trivial sandbox run costs: `python -m reasoner.bench.measure.sandbox_latency [RUNS]`.
 
 Cold: no runner started ahead (each run starts Deno and restores the snapshot while we wait).
 Warm: a runner was started ahead, as the pool does between runs. CPU is the runners' own user +

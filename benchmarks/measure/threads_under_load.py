@@ -1,6 +1,6 @@
 """Embedded-model speed by thread count, on an idle machine and with the cores kept busy.
 
-    python -m reasoner.bench.threads_under_load [--busy 2] [--tokens 96]
+    python -m reasoner.bench.measure.threads_under_load [--busy 2] [--tokens 96]
 
 Each measurement loads SmolLM2 in a fresh process with n threads and generates a fixed number of
 tokens greedily; `--busy K` first starts K processes that spin on the CPU (as another job on a

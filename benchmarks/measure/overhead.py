@@ -11,7 +11,7 @@ so its CPU is not counted) with a fixed latency per request, driven two ways:
 Prints both wall times, their ratio, and client CPU per call (process time / calls); and, to
 separate the engine's own cost from httpx's, the engine against an in-memory backend.
 
-    python benchmarks/overhead.py [--calls 1000] [--concurrency 64] [--latency 0.05] [--repeat 3]
+    python benchmarks/measure/overhead.py [--calls 1000] [--concurrency 64] [--latency 0.05] [--repeat 3]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ gateway whose upstream backend may have `--bound` requests in flight; the simula
 a thread, so its in-flight count can be sampled) reports the most and the mean requests in flight
 while the load runs, and the requests and `n` it received per question.
 
-    python -m reasoner.bench.gateway [--requests 2000] [--clients 64] [--latency 0.1] [--bound 16] [--repeat 3]
+    python -m reasoner.bench.measure.gateway [--requests 2000] [--clients 64] [--latency 0.1] [--bound 16] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def self_consistency(questions: int, clients: int, latency: float, bound: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reasoner.bench.gateway", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reasoner.bench.measure.gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.5, help="the simulated server's seconds per request")

@@ -1,12 +1,12 @@
 """Self-consistency and its adaptive stopping rules on a simulated model of mixed difficulty.
 
-    python -m reasoner.bench.self_consistency [--questions 1319] [--caps 16 40] [--seeds 0 1 2]
+    python -m reasoner.bench.measure.self_consistency [--questions 1319] [--caps 16 40] [--seeds 0 1 2]
 
 One table per simulation seed, then a summary: each rule's points lost and samples saved at every
 seed, their means, and whether the target held at all of them. With 1,319 questions one question
 is 0.076 points, so the 0.5-point tolerance is 6.6 questions: seeds differ by that much.
 
-The simulated model (`reasoner.testing.simulated`): every question has its own per-sample
+The simulated model (`reasoner.simulators.samples`): every question has its own per-sample
 accuracy p ~ Beta(0.6, 0.4) (mean 0.6, U-shaped), fixed by the question; a wrong sample is one of
 three values with shares 50% / 30% / 20% of 1 - p. It is served in memory by `SimulatedBackend`
 and run through the real strategy and engine (requests, n-merging, rounds, parsing).
@@ -36,7 +36,7 @@ from rich.table import Table
 
 from reasoner.answers import is_correct
 from reasoner.strategy import Strategy, get_strategy
-from reasoner.testing.simulated import WRONG_SHARES, SimulatedBackend, SimulatedModel
+from reasoner.simulators.samples import WRONG_SHARES, SimulatedBackend, SimulatedModel
 from reasoner.bench.stats import target_cell
 
 SAVING_TARGET = 0.60  # fraction of SC@cap's samples an adaptive rule must save

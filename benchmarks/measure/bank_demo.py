@@ -1,9 +1,9 @@
 """Record once, compare many: SC@16 on the simulated model over HTTP, then four variants replayed
 from its bank, then the curves and the results explorer (the README's pictures).
 
-    python -m reasoner.bench.bank_demo --out runs/bank-demo [--questions 200]
+    python -m reasoner.bench.measure.bank_demo --out runs/bank-demo [--questions 200]
 
-The simulated model (`reasoner.testing.simulated`) answers behind the fake OpenAI server, so
+The simulated model (`reasoner.simulators.samples`) answers behind the fake OpenAI server, so
 every request crosses a real socket and the server's own counter says how many were made.
 """
 
@@ -27,7 +27,7 @@ from reasoner.bench.gsm8k import BenchConfig, run_gsm8k
 from reasoner.bench.report import results_table
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.testing.simulated import QUESTION_ID, SimulatedModel
+from reasoner.simulators.samples import QUESTION_ID, SimulatedModel
 from reasoner.variants import parse_variant
 
 VARIANTS = [

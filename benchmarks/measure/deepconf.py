@@ -1,12 +1,12 @@
 """DeepConf (confidence-filtered voting, traces cut while generated) on the simulated model.
 
-    python -m reasoner.bench.deepconf [--questions 1319] [--caps 16 40] [--seeds 0 1 2]
+    python -m reasoner.bench.measure.deepconf [--questions 1319] [--caps 16 40] [--seeds 0 1 2]
 
 One table per simulation seed, then a summary of online DeepConf over the seeds. Online DeepConf
 runs as users reach it: the `deepconf` strategy (`reasoner solve --strategy deepconf`), its one
 streaming node, and the usage it reports.
 
-The simulated model is `reasoner.testing.simulated`, in memory: per-question accuracy
+The simulated model is `reasoner.simulators.samples`, in memory: per-question accuracy
 p ~ Beta(0.6, 0.4); wrong answers 50/30/20 over three values; a sample is 120-280 tokens whose
 log-probabilities are -Exp(mean 0.3), except a 48-token low-confidence stretch (-Exp(mean 2.0)) at
 a uniform position in 40% of right samples and 70% of wrong ones. With 32-token groups a trace's
@@ -37,7 +37,7 @@ from rich.table import Table
 from reasoner.answers import extract_answer, is_correct
 from reasoner.strategies.confidence import DeepConfSettings, Trace, offline_filter, trace_confidence, weighted_vote
 from reasoner.strategy import get_strategy
-from reasoner.testing.simulated import STRETCH_SHARE, STRETCH_TOKENS, SimulatedBackend, SimulatedModel
+from reasoner.simulators.samples import STRETCH_SHARE, STRETCH_TOKENS, SimulatedBackend, SimulatedModel
 from reasoner.types import GenerationRequest
 from reasoner.bench.stats import target_cell
 
