@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from reasoner.backends.errors import BackendError
@@ -15,11 +13,12 @@ from reasoner.types import GenerationRequest
 
 async def test_openai_without_a_key_fails_at_once_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens: no call may be made
-    started = time.perf_counter()
-    with pytest.raises(BackendError, match="OPENAI_API_KEY"):
-        await open_backend("openai:gpt-4o-mini")
-    assert time.perf_counter() - started < 1.0
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)  # where any call would go
+        with pytest.raises(BackendError, match="OPENAI_API_KEY"):
+            await open_backend("openai:gpt-4o-mini")
+    # At once: refused before any call (nothing to wait for or retry), so the server saw none.
+    assert server.requests == []
 
 
 async def test_openai_key_with_a_newline_is_refused_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,9 +4,9 @@ size caps, concurrency, streaming and its cancellation."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,8 +15,13 @@ import pytest
 
 from reasoner.backends.errors import BackendConnectionError, BackendTimeoutError, MalformedResponseError, ServerError
 from reasoner.backends.http import OpenAIBackend
+from reasoner.testing import fake_openai
 from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
 from reasoner.types import GenerationRequest, StreamChunk
+
+# No assertion here is on elapsed time (CI machines are small and noisy): a wait is proved by the
+# delays the backend asked for, and a cut-off by what the fake server saw (requests it never
+# answered, a client that hung up). `asyncio.wait_for` only keeps a broken build from hanging.
 
 
 def _reply(body: dict[str, Any], index: int) -> str:
@@ -40,14 +45,49 @@ def _ask(prompt: str = "what is six times seven", **kwargs: Any) -> GenerationRe
     return GenerationRequest(prompt=prompt, **kwargs)
 
 
+async def _settled(server: FakeOpenAIServer) -> None:
+    """Until the server handles no completion request: an abandoned one ends when the server
+    sees its client hang up, a moment after the client gave up on it."""
+
+    async def poll() -> None:
+        while server.in_flight:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout=10)  # a guard against a hang, not a measurement
+
+
+async def _hung_up(server: FakeOpenAIServer) -> None:
+    """Until the server has seen the client hang up on one streamed body, before its end."""
+
+    async def poll() -> None:
+        while server.streams_cancelled < 1:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout=10)  # a guard against a hang, not a measurement
+    assert server.streams_cancelled == 1
+
+
+def _attempts(error: BaseException) -> int:
+    found = re.search(r"(\d+) attempts", str(error))
+    assert found, str(error)
+    return int(found.group(1))
+
+
 async def test_429_waits_for_retry_after(server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
     server.add_faults(Fault.status(429, headers={"Retry-After": "1"}))
+    waits: list[tuple[float, int, int]] = []  # (seconds asked for, requests sent before, and after it)
 
-    started = time.perf_counter()
+    async def sleep(seconds: float) -> None:
+        before = len(server.completion_requests())
+        await asyncio.sleep(seconds)  # really waits, as the default does
+        waits.append((seconds, before, len(server.completion_requests())))
+
+    backend.retrying.sleep = sleep
     completion = await backend.generate(_ask())
 
-    assert time.perf_counter() - started >= 0.9
     assert completion.text == "answer 0 is 42"
+    # The one retry waited the Retry-After second (not a jittered backoff), and nothing was sent meanwhile.
+    assert waits == [(1.0, 1, 1)]
     assert len(server.requests) == 2
 
 
@@ -68,45 +108,67 @@ async def test_transient_failures_are_retried(server: FakeOpenAIServer, backend:
 async def test_a_stalled_answer_is_retried(server: FakeOpenAIServer) -> None:
     server.add_faults(Fault.delay(3.0))
     async with OpenAIBackend(server.base_url, stall_timeout_s=0.2, backoff_base=0.001) as backend:
-        started = time.perf_counter()
         completion = await backend.generate(_ask())
+        await _settled(server)
 
     assert completion.text == "answer 0 is 42"
-    assert time.perf_counter() - started < 2.0
     assert len(server.requests) == 2
+    # The client hung up on the stalled request before its answer (3 s late) was ready, so the
+    # server never served it: only the retry was answered.
+    assert server.completions_served == 1
 
 
 async def test_a_server_that_never_answers_fails_within_the_deadline(server: FakeOpenAIServer) -> None:
     server.add_faults(*[Fault.delay(60.0)] * 20)
     async with OpenAIBackend(server.base_url, stall_timeout_s=0.3, deadline_s=1.5, backoff_base=0.001) as backend:
-        started = time.perf_counter()
-        with pytest.raises(BackendTimeoutError, match=r"deadline_s \(1.5 s"):
-            await backend.generate(_ask())
-        elapsed = time.perf_counter() - started
+        with pytest.raises(BackendTimeoutError, match=r"deadline_s \(1.5 s") as info:
+            await asyncio.wait_for(backend.generate(_ask()), timeout=30)
+        # Every attempt was abandoned, the last one by the deadline while in flight: the server
+        # is left handling nothing (a kept connection would hold it in its 60 s delay).
+        await _settled(server)
 
-    assert 1.4 < elapsed < 3.0
-    assert len(server.requests) >= 3  # each stall was retried until the deadline
+    attempts = _attempts(info.value)
+    assert attempts >= 3  # each stall was retried until the deadline
+    assert attempts < backend.retrying.max_attempts  # the deadline ended it, not running out of attempts
+    assert len(server.requests) == attempts  # each attempt reached the server
+    assert server.completions_served == 0
 
 
 async def test_a_trickling_body_fails_at_the_deadline(server: FakeOpenAIServer) -> None:
     # A byte every 0.1 s never trips the stall timeout; only the overall deadline ends it.
     server.add_faults(*[Fault.trickle(0.1)] * 5)
     async with OpenAIBackend(server.base_url, stall_timeout_s=1.0, deadline_s=1.5) as backend:
-        started = time.perf_counter()
-        with pytest.raises(BackendTimeoutError):
-            await backend.generate(_ask())
+        with pytest.raises(BackendTimeoutError, match=r"deadline_s \(1.5 s, 1 attempts\)"):
+            await asyncio.wait_for(backend.generate(_ask()), timeout=30)
 
-    assert time.perf_counter() - started < 3.0
+        # The client hung up at the deadline, mid-body (1,000,000 bytes at 10 a second).
+        await _hung_up(server)
+
+    assert len(server.requests) == 1  # the stall timeout never fired: no retry
 
 
-async def test_an_endless_body_is_cut_off_as_malformed_and_not_retried(server: FakeOpenAIServer) -> None:
+async def test_an_endless_body_is_cut_off_as_malformed_and_not_retried(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = 0  # 64 KiB writes the server made
+    source = fake_openai.endless
+
+    async def endless() -> AsyncIterator[bytes]:  # the server's endless body, counted
+        nonlocal pieces
+        async for piece in source():
+            pieces += 1
+            yield piece
+
+    monkeypatch.setattr(fake_openai, "endless", endless)
     server.add_faults(*[Fault.endless()] * 3)
     async with OpenAIBackend(server.base_url, max_response_bytes=1 << 20, deadline_s=20) as backend:
-        started = time.perf_counter()
+        # Not the deadline's BackendTimeoutError: the cap cut the body off.
         with pytest.raises(MalformedResponseError, match=r"max_response_bytes \(1,048,576 bytes\)"):
-            await backend.generate(_ask())
+            await asyncio.wait_for(backend.generate(_ask()), timeout=30)
+        # The client dropped the connection rather than reading on: the server saw it hang up.
+        await _hung_up(server)
 
-    assert time.perf_counter() - started < 5.0
+    assert pieces > (1 << 20) // 65536  # more than the cap was sent: the cap is what stopped it
     assert len(server.requests) == 1
 
 

@@ -59,39 +59,123 @@ async def test_chat_template_and_assistant_prefill(local_backend) -> None:
     assert plain.endswith("<|im_start|>assistant\n")
 
 
-async def test_cancelling_stops_generation(local_backend) -> None:
-    import asyncio
-    import time
+# What the worker thread does, as events in order: ("start", prompt tokens) and ("end" | "raised")
+# around each llama.cpp completion; ("decoded" | "aborted", tokens) for each batch of tokens it
+# evaluates (prompt blocks, then one generated token at a time); ("token" | "cancel seen") for each
+# check of the cancel event between generated tokens. The cancelling tests prove that the worker
+# stopped by what it did after the cancel, not by a stopwatch (CI machines are small and noisy).
+Events = list[tuple[str, int]]
 
+
+def watch_worker(backend, monkeypatch: pytest.MonkeyPatch) -> Events:  # type: ignore[no-untyped-def]
+    from llama_cpp import StoppingCriteriaList
+
+    llm = backend.llm
+    events: Events = []
+    complete, decode = llm.create_completion, llm._ctx.decode
+
+    def watched_decode(batch):  # type: ignore[no-untyped-def]
+        try:
+            decode(batch)
+        except RuntimeError:  # llama_decode aborted by the backend's abort callback
+            events.append(("aborted", batch.n_tokens()))
+            raise
+        events.append(("decoded", batch.n_tokens()))
+
+    def watched_complete(prompt, *args, stopping_criteria=None, **kwargs):  # type: ignore[no-untyped-def]
+        def check(ids, logits):  # type: ignore[no-untyped-def]
+            stop = bool(stopping_criteria is not None and stopping_criteria(ids, logits))
+            events.append(("cancel seen" if stop else "token", 0))
+            return stop
+
+        events.append(("start", len(prompt)))
+        try:
+            out = complete(prompt, *args, stopping_criteria=StoppingCriteriaList([check]), **kwargs)
+        except BaseException:
+            events.append(("raised", 0))
+            raise
+        events.append(("end", 0))
+        return out
+
+    monkeypatch.setattr(llm, "create_completion", watched_complete)
+    monkeypatch.setattr(llm._ctx, "decode", watched_decode)
+    return events
+
+
+def completions(events: Events) -> list[Events]:
+    """The events of each completion, in the order the worker ran them."""
+    calls: list[Events] = []
+    for event in events:
+        if event[0] == "start":
+            calls.append([])
+        calls[-1].append(event)
+    return calls
+
+
+async def until(condition, task) -> None:  # type: ignore[no-untyped-def]
+    """Until `condition()` holds (or `task` ended early); a guard against a hang, not a measurement."""
+    import asyncio
+
+    async def poll() -> None:
+        while not condition() and not task.done():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout=120)
+
+
+async def test_cancelling_stops_generation(local_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    await local_backend.warm_up()
+    events = watch_worker(local_backend, monkeypatch)
     task = asyncio.create_task(local_backend.generate(GenerationRequest(prompt="Count to a thousand:", max_tokens=2000)))
-    await asyncio.sleep(0.5)
-    start = time.perf_counter()
+    await until(lambda: [kind for kind, _ in events].count("token") >= 3, task)  # generating, not done
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # The worker thread must be free again promptly: a short call completes soon after.
+    # The worker thread is free again: a short call runs after the cancelled one.
     done = await local_backend.generate(GenerationRequest(prompt="Hi", max_tokens=2))
-    assert done.choices and time.perf_counter() - start < 5
+    assert done.choices
+
+    cancelled, short = completions(list(events))
+    kinds = [kind for kind, _ in cancelled]
+    # The cancelled call stopped at the cancel: its decode was aborted, or the next check between
+    # tokens saw the cancel; nothing was decoded after that, far short of its 2,000 tokens.
+    stopped = [i for i, kind in enumerate(kinds) if kind in ("aborted", "cancel seen")]
+    assert stopped, kinds[-10:]
+    assert set(kinds[stopped[0]:]) <= {"aborted", "cancel seen", "raised", "end"}, kinds[stopped[0]:]
+    assert 3 <= kinds.count("token") < 2000
+    assert short[-1] == ("end", 0)
 
 
-async def test_cancelling_stops_a_long_prompt_prefill_and_leaves_the_model_sound(local_backend) -> None:
+async def test_cancelling_stops_a_long_prompt_prefill_and_leaves_the_model_sound(
+    local_backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
-    import time
 
     greedy = GenerationRequest(prompt="The capital of France is", max_tokens=6, temperature=0)
     before = (await local_backend.generate(greedy)).choices[0].text
     # About 1,700 prompt tokens: a prefill of many seconds on two cores, with no token generated yet.
     facts = " ".join(f"Fact {i}: {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(140))
-    assert len(local_backend.llm.tokenize(local_backend.render(GenerationRequest(prompt=facts)).encode())) > 1500
+    prompt_tokens = len(local_backend.llm.tokenize(local_backend.render(GenerationRequest(prompt=facts)).encode()))
+    assert prompt_tokens > 1500
+    events = watch_worker(local_backend, monkeypatch)
     task = asyncio.create_task(local_backend.generate(GenerationRequest(prompt=facts, max_tokens=4)))
-    await asyncio.sleep(0.5)
-    start = time.perf_counter()
+    await until(lambda: ("decoded", 64) in events, task)  # the prefill is under way: a first block is in
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     after = await local_backend.generate(greedy)
-    assert time.perf_counter() - start < 3  # the worker was freed mid-prefill, not after it
     assert after.choices[0].text == before  # the aborted prefill left nothing behind in the cache
+
+    cancelled, again = completions(list(events))
+    kinds = [kind for kind, _ in cancelled]
+    # The worker was freed mid-prefill, not after it: a block's decode was aborted, no token was
+    # generated, and part of the prompt only was evaluated.
+    assert kinds[-2:] == ["aborted", "raised"], kinds
+    assert "token" not in kinds and "cancel seen" not in kinds
+    assert 0 < sum(n for kind, n in cancelled if kind == "decoded") < prompt_tokens
+    assert again[-1] == ("end", 0)
 
 
 async def test_json_schema_constrains_the_output(local_backend) -> None:
@@ -137,7 +221,7 @@ async def test_gemma_is_a_base_model_completed_as_text(gemma_backend) -> None:
 
 
 # The share of ReAct steps whose action parses on the embedded model, at 96 tokens a step
-# (benchmarks/react_parse_rate.py --max-steps 1 --max-tokens 96, first steps of 20 GSM8K test
+# (benchmarks/measure/react_parse_rate.py --max-steps 1 --max-tokens 96, first steps of 20 GSM8K test
 # questions): the text protocol 2 of 20; a step held to the JSON schema 20 of 20 (16 of 20 before
 # its strings were capped to fit the token budget). This test's 4 questions x 2 steps measured 8 of
 # 8; the floor leaves room for another CPU's arithmetic.
@@ -145,7 +229,7 @@ REACT_PARSE_FLOOR = 0.75
 
 
 async def test_react_steps_parse_on_the_embedded_model(local_backend, gsm8k_dir) -> None:  # type: ignore[no-untyped-def]
-    from reasoner.bench.react_parse_rate import measure
+    from reasoner.bench.measure.react_parse_rate import measure
     from reasoner.strategies.react import ReAct
 
     result = await measure(local_backend, ReAct(max_steps=2, max_tokens=96, answer_max_tokens=8), 4, gsm8k_dir)

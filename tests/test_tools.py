@@ -3,7 +3,9 @@ in test_sandbox.py)."""
 
 from __future__ import annotations
 
-import time
+import importlib
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ import pytest
 from reasoner.tools import DocumentIndex, ToolRegistry, calculate, calculator, default_tools, make_search_tool
 from reasoner.tools.calculator import CalculatorError
 from reasoner.tools.search import split_passages, tokenize
+
+# The module, not the `calculator` tool that `reasoner.tools` exports under the same name.
+calculator_module = importlib.import_module("reasoner.tools.calculator")
 
 
 @pytest.mark.parametrize(
@@ -113,13 +118,46 @@ def test_calculator_rejections(expression: str, message: str) -> None:
         "1/3 ** 100 * (1/7) ** 100",  # giant denominators continue as floats
     ],
 )
-def test_calculator_attacks_return_fast(expression: str) -> None:
-    start = time.perf_counter()
+def test_calculator_attacks_return_fast(expression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fast by the work done, not a stopwatch: the lines of the calculator that run grow with the
+    # expression's length (not its value or nesting), and no number it makes is huge (a power's
+    # size is estimated before it is computed, a long denominator continues as a float).
+    biggest = 0  # bits of the largest numerator or denominator made
+    check = calculator_module._check
+
+    def watched(value):  # type: ignore[no-untyped-def]
+        nonlocal biggest
+        if isinstance(value, Fraction):
+            biggest = max(biggest, value.numerator.bit_length(), value.denominator.bit_length())
+        return check(value)
+
+    monkeypatch.setattr(calculator_module, "_check", watched)
+    lines = 0
+    source = calculator_module.__file__
+
+    def trace(frame, event, arg):  # type: ignore[no-untyped-def]
+        if frame.f_code.co_filename != source:
+            return None
+
+        def count(frame, event, arg):  # type: ignore[no-untyped-def]
+            nonlocal lines
+            lines += event == "line"
+            return count
+
+        return count
+
+    previous = sys.gettrace()  # a coverage tracer, say: put back after
+    sys.settrace(trace)
     try:
         calculate(expression)
     except CalculatorError:
         pass
-    assert time.perf_counter() - start < 1.0
+    finally:
+        sys.settrace(previous)
+    # The attacks measure under 20 lines a character (a 491-character sign run: 7,909).
+    assert 0 < lines <= 40 * len(expression) + 1000, lines
+    # Within what an exact power may reach (|exponent| x bits <= 20,000); 1e400 is 1,329 bits.
+    assert biggest <= 20_000, biggest
 
 
 async def test_calculator_tool_reports_errors_as_observations() -> None:

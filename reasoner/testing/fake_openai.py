@@ -258,7 +258,12 @@ class FakeOpenAIServer:
                 self.streams_cancelled += 1
                 return
             writer.write(piece)
-            await writer.drain()
+            try:
+                await writer.drain()
+            except ConnectionError:
+                # It hung up while we waited for it to read (a body faster than the client).
+                self.streams_cancelled += 1
+                raise
 
     async def _dispatch_watching(
         self, reader: asyncio.StreamReader, method: str, target: str, headers: dict[str, str], raw: bytes
