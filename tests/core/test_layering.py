@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # Each layer: its installed name and the folder it is installed from, lowest first.
 LAYERS = {
     "reasoner": REPO / "reasoner",

@@ -24,7 +24,7 @@ from tests.conftest import have_local_model
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The README's first command, after `pip install`; the run folder is appended.
 FIRST_COMMAND = ["bench", "gsm8k", "--limit", "5", "-s", "zero-shot-cot", "-s", "few-shot-cot", "--out"]
 TEST_SHA256 = "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"  # GSM8K test.jsonl as released

@@ -9,7 +9,7 @@ from pathlib import Path
 import reasoner
 from reasoner.testing.scripted import ScriptedBackend
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def example() -> str:

@@ -380,7 +380,7 @@ def test_the_cli_on_the_engine_exits_cleanly(vllm_model: Path) -> None:
     argv = [sys.executable, "-m", "reasoner.cli.main", "solve", "What is 2 plus 3?", "-s", "few-shot-cot", "--max-tokens", "16",
             "--json", "--model", f"vllm:{vllm_model}"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=400, env=env, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["error"] is None
     assert "Traceback" not in done.stderr and " ERROR " not in done.stderr, done.stderr[-3000:]

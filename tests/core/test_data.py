@@ -66,7 +66,7 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -
 
 # --- data sets in other schemas (issue 16) ---------------------------------------------
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def test_loads_svamp_joining_body_and_question() -> None:
