@@ -1,12 +1,16 @@
-"""Shared fixtures: GSM8K location, the embedded model (skipped with a reason where not installed)."""
+"""Shared fixtures: GSM8K location, the simulated OpenAI-compatible server, the embedded models
+(skipped with a reason where not installed)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from reasoner.testing.fake_openai import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
@@ -14,6 +18,18 @@ SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 # CI keeps GSM8K beside the checkout; a developer may point REASONER_GSM8K anywhere else.
 if "REASONER_GSM8K" not in os.environ and SHARED_GSM8K.is_dir():
     os.environ["REASONER_GSM8K"] = str(SHARED_GSM8K)
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[FakeOpenAIServer]:
+    """The simulated OpenAI-compatible server of a test module. The module says how it answers:
+    `pytestmark = pytest.mark.server(responder=..., record=False, ...)` (FakeOpenAIServer's
+    arguments, by name; the model is "fake-model" unless `models=` names another); unmarked, it
+    echoes."""
+    marker = request.node.get_closest_marker("server")
+    options = {"models": "fake-model", **(marker.kwargs if marker else {})}
+    with FakeOpenAIServer(**options) as srv:
+        yield srv
 
 
 def have_local_model() -> bool:

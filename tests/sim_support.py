@@ -1,5 +1,5 @@
-"""The simulated model behind the fake OpenAI server, and a data file of its questions, for the
-bank, variants, curves and explorer tests."""
+"""The simulated model behind the fake OpenAI server (`SERVED`, the conftest `server` fixture's
+marker), and a data file of its questions, for the bank, variants, curves and explorer tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from reasoner.testing.fake_openai import FakeOpenAIServer
 from reasoner.simulators.samples import QUESTION_ID, SimulatedModel
 
 SIM = SimulatedModel(seed=0)
@@ -32,7 +31,5 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("fake-model", responder=respond) as srv:
-        yield srv
+#: The `server` fixture (tests/conftest.py) of a module on the simulated model: `pytestmark = SERVED`.
+SERVED = pytest.mark.server(responder=respond)

@@ -53,10 +53,7 @@ def http_reply(body: dict[str, Any], index: int) -> str:
     return sums("\n".join(str(m.get("content") or "") for m in messages) if messages else str(body.get("prompt")))
 
 
-@pytest.fixture(scope="module")
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("fake-model", responder=http_reply, record=False) as srv:
-        yield srv
+pytestmark = pytest.mark.server(responder=http_reply, record=False)
 
 
 def argv(server: FakeOpenAIServer, data: Path, out: Path, *extra: str) -> list[str]:

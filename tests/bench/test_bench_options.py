@@ -17,10 +17,7 @@ def always_101(body: dict[str, Any], index: int) -> str:
     return "100 plus one is 101.\nThe answer is 101."
 
 
-@pytest.fixture(scope="module")
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("fake-model", responder=always_101, record=False) as srv:
-        yield srv
+pytestmark = pytest.mark.server(responder=always_101, record=False)
 
 
 @pytest.fixture

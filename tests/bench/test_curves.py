@@ -10,7 +10,9 @@ import pytest
 from reasoner.bench.curves import pareto, sc_curve
 from reasoner.cli.main import main
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from sim_support import data, server  # noqa: F401 - the simulated server and its questions
+from sim_support import SERVED, data  # noqa: F401 - the simulated model's questions
+
+pytestmark = SERVED
 
 
 def test_sc_curve_votes_resampled_subsets() -> None:

@@ -19,7 +19,9 @@ from reasoner.bench.explorer import explorer_data, verdict, write_explorer
 from reasoner.bench.record import Record
 from reasoner.cli.main import main
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from sim_support import data, server  # noqa: F401 - the simulated server and its questions
+from sim_support import SERVED, data  # noqa: F401 - the simulated model's questions
+
+pytestmark = SERVED
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -17,7 +17,9 @@ from reasoner.bench.report import read_run
 from reasoner.cli.main import main
 from reasoner.strategy import Strategy, get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from sim_support import QUESTIONS, data, server  # noqa: F401 - fixtures
+from sim_support import QUESTIONS, SERVED, data  # noqa: F401 - the simulated model and its questions
+
+pytestmark = SERVED
 
 
 def bench(server: FakeOpenAIServer, data: Path, out: Path, strategies: dict[str, Strategy], **kw: Any) -> BenchResult:
