@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -51,27 +50,41 @@ def health(gw: BackgroundGateway) -> dict[str, int]:
     return httpx.get(gw.base_url.removesuffix("/v1") + "/health", timeout=5).json()  # type: ignore[no-any-return]
 
 
+def all_given_back(gw: BackgroundGateway, slow: FakeOpenAIServer) -> None:
+    """Nothing in flight upstream, no strategy running, no plain request's place held. A guard only:
+    what it took says nothing; the counts the caller checks afterwards prove the cancellation."""
+    wait_for(lambda: slow.in_flight == 0, timeout=10)
+    wait_for(lambda: health(gw)["running"] == 0, timeout=10)
+    wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=10)  # its place is given back
+
+
 @pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
 def test_a_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
     expected = 4 if model != MODEL else 1
+    served = slow.completions_served
     with send(gw, {"model": model, "messages": QUESTION}):
         wait_for(lambda: slow.in_flight >= expected, timeout=10)
-    # The client is gone (its connection closed, no answer read): within a second nothing is in flight upstream.
-    assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
-    assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
-    assert wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=1.0) < 1.0  # its place is given back
+        asked = len(slow.completion_requests())
+    # The client is gone (its connection closed, no answer read). Every upstream request sleeps 30 s
+    # before it is answered, so one that left in_flight with nothing served was cancelled, not finished.
+    all_given_back(gw, slow)
+    assert slow.completions_served == served  # not one of them was answered
+    assert len(slow.completion_requests()) == asked  # nor retried, nor replaced by another
 
 
 @pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
 def test_a_streaming_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
     expected = 4 if model != MODEL else 1
+    served = slow.completions_served
     with send(gw, {"model": model, "messages": QUESTION, "stream": True}) as conn:
         wait_for(lambda: slow.in_flight >= expected, timeout=10)
         if model != MODEL:  # a strategy's stream starts at once, before any sample is done
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")
-    assert wait_for(lambda: slow.in_flight == 0, timeout=1.0) < 1.0
-    assert wait_for(lambda: health(gw)["running"] == 0, timeout=1.0) < 1.0
-    assert wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=1.0) < 1.0  # its place is given back
+            assert slow.completions_served == served
+        asked = len(slow.completion_requests())
+    all_given_back(gw, slow)
+    assert slow.completions_served == served  # cancelled, every one, not answered
+    assert len(slow.completion_requests()) == asked
 
 
 def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
@@ -96,23 +109,26 @@ def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_beyond_the_queue_a_run_is_refused_at_once_with_a_retry_after(stream: bool) -> None:
     with FakeOpenAIServer(MODEL, responder=responder, latency_s=1.5) as upstream, gateway(upstream, max_runs=1, max_waiting=1) as gw:
-        results: list[tuple[float, httpx.Response]] = []
+        # Each answer with what the upstream had served when it came (a run makes one upstream call).
+        results: list[tuple[int, httpx.Response]] = []
         body = {"model": f"few-shot-cot/{MODEL}", "messages": QUESTION, "stream": stream}
 
         def ask() -> None:
-            started = time.perf_counter()
             response = httpx.post(f"{gw.base_url}/chat/completions", json=body, timeout=30)
-            results.append((time.perf_counter() - started, response))
+            results.append((upstream.completions_served, response))
 
         threads = [threading.Thread(target=ask) for _ in range(2)]
         for thread in threads:
             thread.start()
-        wait_for(lambda: health(gw)["running"] + health(gw)["waiting"] == 2, timeout=10)
-        ask()  # the queue is full (for a good second, on a slow machine too): refused without waiting
+        # The queue is full: one run has its call at the upstream (1.5 s there), the other waits its turn.
+        wait_for(lambda: upstream.in_flight == 1 and health(gw)["running"] + health(gw)["waiting"] == 2, timeout=10)
+        ask()
         for thread in threads:
             thread.join(30)
-        waited, refused = results[0]
-        assert refused.status_code == 503 and waited < 1.0  # queued, it would wait for two runs of 1.5 s
+        served_then, refused = results[0]
+        # Refused without waiting: the 503 came while the run ahead was still at the upstream, before
+        # either run was answered; queued, it would have been answered only after both.
+        assert refused.status_code == 503 and served_then == 0
         assert refused.json()["error"]["code"] == "overloaded" and "--max-waiting 1" in refused.json()["error"]["message"]
         assert int(refused.headers["retry-after"]) >= 1
         assert sorted(r.status_code for _, r in results) == [200, 200, 503]
@@ -150,13 +166,15 @@ def test_a_streamed_strategy_sends_something_at_once_and_keeps_the_line_alive(mo
     from reasoner.serve import reasoning
 
     monkeypatch.setattr(reasoning, "HEARTBEAT_S", 0.1)
-    with FakeOpenAIServer(MODEL, responder=responder, latency_s=0.6) as upstream, gateway(upstream) as gw:
+    with FakeOpenAIServer(MODEL, responder=responder, latency_s=1.5) as upstream, gateway(upstream) as gw:
         body = {"model": f"few-shot-cot/{MODEL}", "messages": QUESTION, "stream": True}
-        started = time.perf_counter()
         with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, timeout=10) as response:
             lines = response.iter_lines()
             first = next(lines)
-            waited = time.perf_counter() - started
+            served_then = upstream.completions_served  # what the upstream had answered when the first line came
             rest = list(lines)
-    assert waited < 0.5 and first.startswith("data:") and '"role":"assistant"' in first
+    # The first line came before the strategy's one upstream call was answered: it is sent at once,
+    # not held back until the run ends.
+    assert served_then == 0 and upstream.completions_served == 1
+    assert first.startswith("data:") and '"role":"assistant"' in first
     assert any(line.startswith(": reasoner.progress") and '"heartbeat"' in line for line in rest)
