@@ -69,7 +69,7 @@ def test_vllm_spec_errors_say_what_to_do(capsys) -> None:  # type: ignore[no-unt
     assert main(["solve", "Q?", "--model", "vllm:/no/such/model"]) == 1
     err = capsys.readouterr().err
     if importlib.util.find_spec("vllm") is None:
-        assert "vLLM is not installed" in err and "reasoner[vllm]" in err and "vllm_cpu_setup" in err
+        assert "vLLM is not installed" in err and "reasoner[vllm]" in err and "reasoner.bench.install.vllm_cpu" in err
     else:
         assert "no model folder" in err and "/no/such/model" in err
 
