@@ -206,4 +206,4 @@ def _bill(graph: Graph, node: NodeId, result: Any) -> None:
     record.completion_tokens = usage.completion_tokens
 
 
-__all__ = ["Run"]
+__all__ = ["Branch", "Run"]
