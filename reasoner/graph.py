@@ -320,24 +320,25 @@ class Graph:
     def status(self, node: NodeId) -> Status:
         return self.node(node).status
 
-    def root_cause(self, node: NodeId) -> str | None:
-        """The error of the step where `node`'s failure began, named: "reason: BackendError: …",
-        not "depends on failed node 'reason'". None if nothing on that chain failed."""
+    def origin(self, node: NodeId) -> Node:
+        """The record of the step where `node`'s failure began: up its chain of failed
+        dependencies (`upstream`) to the one that failed of itself; `node`'s own if none."""
         seen = set()
         record = self.node(node)
         while record.upstream is not None and record.id not in seen:
             seen.add(record.id)
             record = self.node(record.upstream)
+        return record
+
+    def root_cause(self, node: NodeId) -> str | None:
+        """The error of the step where `node`'s failure began, named: "reason: BackendError: …",
+        not "depends on failed node 'reason'". None if nothing on that chain failed."""
+        record = self.origin(node)
         return f"{record.id}: {record.error}" if record.error else None
 
     def cause(self, node: NodeId) -> BaseException | None:
         """The exception raised where `node`'s failure began (as `root_cause` names the step)."""
-        seen = set()
-        record = self.node(node)
-        while record.upstream is not None and record.id not in seen:
-            seen.add(record.id)
-            record = self.node(record.upstream)
-        return record.exception
+        return self.origin(node).exception
 
     def usage(self) -> Usage:
         """What the graph's model calls cost (calls and tokens; no wall time)."""

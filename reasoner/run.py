@@ -189,11 +189,12 @@ async def _branch(step: Awaitable[T]) -> tuple[T, tuple[NodeId, ...]]:
 
 
 def _cause(graph: Graph, node: NodeId) -> str:
-    """The error where `node`'s failure began, named ("reason: BackendError: …")."""
-    cause = graph.root_cause(node)
-    if cause is None:
+    """The error where `node`'s failure began: its own, or named by the step it began at
+    ("reason: BackendError: …")."""
+    origin = graph.origin(node)
+    if not origin.error:
         return graph.node(node).error or "failed"
-    return cause.split(": ", 1)[1] if cause.startswith(f"{node}: ") else cause
+    return origin.error if origin.id == node else f"{origin.id}: {origin.error}"
 
 
 def _bill(graph: Graph, node: NodeId, result: Any) -> None:
