@@ -24,8 +24,8 @@ from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import inner_strategy, strategy_name
-from reasoner.verifiers import Aggregation, Verifier, VerifierSpec, open_verifier, split_steps
-from reasoner.strategies.stepwise import aggregate_field, verifier_field
+from reasoner.verifiers import Aggregation, Verifier, VerifierSpec, open_verifier
+from reasoner.strategies.stepwise import aggregate_field, judged, verifier_field
 from reasoner.strategies.stopping import DEFAULTS, RuleDefaults, StoppingRule, beta_confidence, round_size, should_stop
 
 __all__ = ["SelfConsistency", "beta_confidence", "majority_vote", "should_stop"]
@@ -167,8 +167,7 @@ class SelfConsistency(Strategy):
 
     async def sample(self, run: Run, inner: Strategy, question: str, verifier: Verifier | None) -> Answer:
         """One sampled answer, with its verifier's score where votes are weighted by it."""
-        answer = await run.solve(inner, question)
         if verifier is None:
-            return answer
-        verdict = await run.verify(verifier, question, split_steps(answer.text))
+            return await run.solve(inner, question)
+        answer, verdict = await judged(run, inner, question, verifier)
         return answer.model_copy(update={"details": {**answer.details, "verifier_score": verdict.score(self.aggregate)}})
