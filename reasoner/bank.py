@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from reasoner import secrets
 from reasoner.backends.base import Backend, Delegating
 from reasoner.backends.errors import BackendError
-from reasoner.types import Choice, Completion, GenerationRequest, StreamChunk
+from reasoner.types import Choice, Completion, GenerationRequest
 
 __all__ = ["BANK_MODES", "BankError", "BankMiss", "BankMode", "BankUsage", "SampleBank", "recorded", "request_key"]
 
@@ -196,6 +196,7 @@ class SampleBank(Delegating):
     run's fingerprint does not change with the bank; `usage` says what was replayed and what was new."""
 
     supports_n = True  # type: ignore[assignment]  # it splits a request itself where the backend cannot sample n
+    supports_streaming = False  # type: ignore[assignment]  # a completion comes whole, recorded or replayed
 
     def __init__(self, backend: Backend, path: str | Path, mode: BankMode = "record") -> None:
         if mode not in BANK_MODES:
@@ -208,14 +209,6 @@ class SampleBank(Delegating):
         self.store = _Store(self.path)
         self.usage = BankUsage()
         self._next_unseeded: dict[str, int] = {}
-
-    # The wrapped backend bounds its own requests in flight; the bank adds no second bound.
-    async def generate(self, request: GenerationRequest) -> Completion:
-        return await self._generate(request)
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in self._stream(request):
-            yield chunk
 
     def _indexes(self, key: str, request: GenerationRequest) -> list[int]:
         if request.seed is not None:

@@ -138,6 +138,14 @@ class Delegating(Backend):
     logprobs = _inner("logprobs")  # type: ignore[assignment]
     context_window = _inner("context_window")  # type: ignore[assignment]
 
+    # The wrapped backend bounds its own requests in flight; a wrapper adds no second bound.
+    async def generate(self, request: GenerationRequest) -> Completion:
+        return await self._generate(request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in self._stream(request):
+            yield chunk
+
     async def _generate(self, request: GenerationRequest) -> Completion:
         return await self.inner.generate(request)
 

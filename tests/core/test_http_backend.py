@@ -353,4 +353,5 @@ async def test_a_bank_over_an_http_backend_sees_what_it_learns_on_connect(tmp_pa
     await backend.connect()
     assert not backend.supports_tools and not bank.supports_tools
     assert bank.context_window == backend.context_window == 2048
+    assert backend.supports_streaming and not bank.supports_streaming  # the bank answers whole, recorded or replayed
     bank.close()
