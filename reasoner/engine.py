@@ -53,7 +53,7 @@ class Engine:
             self.on_node(event if event == "start" else record.status, node, record.trace())
 
     def _ctx(self, graph: Graph, node: NodeId) -> Ctx:
-        return Ctx(graph, node, self._caps)
+        return Ctx(graph, node, self._caps, self.backend)
 
     async def run(self, graph: Graph) -> Usage:
         """Run until no node can make progress; return what the model calls cost.

@@ -14,12 +14,15 @@ import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
 from reasoner.types import GenerationRequest, Usage
+
+if TYPE_CHECKING:
+    from reasoner.backends.base import Backend
 
 NodeId = str
 Kind = Literal["model", "tool", "function"]
@@ -79,10 +82,11 @@ class Ctx(Mapping[NodeId, Any]):
     """What a node's callback sees: its predecessors' outputs, by node id, the graph to grow, and
     what the backend can do."""
 
-    def __init__(self, graph: Graph, node: NodeId, backend: Capabilities | None = None) -> None:
+    def __init__(self, graph: Graph, node: NodeId, backend: Capabilities | None = None, model: Backend | None = None) -> None:
         self.graph = graph
         self.node = node
         self.backend = backend or Capabilities()
+        self.model = model  # the engine's backend itself, for `Run.online`
 
     def __getitem__(self, key: NodeId) -> Any:
         if key not in self.graph.nx.pred[self.node]:

@@ -23,6 +23,7 @@ from reasoner.graph import Capabilities, Ctx, Graph, Kind, NodeFailed, NodeId
 from reasoner.types import Answer, Completion, GenerationRequest
 
 if TYPE_CHECKING:
+    from reasoner.backends.base import Backend
     from reasoner.strategy import Strategy
     from reasoner.verdict import Verdict, Verifier
 
@@ -52,8 +53,8 @@ class Branch(Generic[T]):
 
 
 class Run:
-    """What a strategy sees while it runs: `generate`, `tool`, `verify`, `solve`, `gather`,
-    `branch`, `scope` and `backend` (what the model can do). Node ids are `label`s, made unique
+    """What a strategy sees while it runs: `generate`, `tool`, `online`, `verify`, `solve`,
+    `gather`, `branch`, `scope` and `backend` (what the model can do). Node ids are `label`s, made unique
     with `#n`."""
 
     def __init__(self, graph: Graph, node: NodeId, backend: Capabilities) -> None:
@@ -88,13 +89,34 @@ class Run:
         outside the engine (a judge on another server) is counted like one called through it."""
 
         async def call(ctx: Ctx) -> T:
+            result = fn(*args)
+            return (await result) if inspect.isawaitable(result) else result  # type: ignore[return-value]
+
+        return await self._billed(call, kind, label, request)
+
+    async def online(
+        self, fn: Callable[[Backend], Awaitable[T]], *, label: str = "online", request: GenerationRequest | None = None
+    ) -> T:
+        """`fn(backend)` as a tool node, given the engine's backend itself: for work that reacts to
+        a model's tokens as they stream (DeepConf cuts a trace mid-generation), which whole calls
+        through the engine cannot express. Its result's `usage` is billed on the node, as `tool`'s."""
+
+        async def call(ctx: Ctx) -> T:
+            if ctx.model is None:
+                raise RuntimeError(f"{label!r} needs the backend itself, and this graph runs without an engine's backend")
+            return await fn(ctx.model)
+
+        return await self._billed(call, "tool", label, request)
+
+    async def _billed(
+        self, body: Callable[[Ctx], Awaitable[T]], kind: Kind, label: str, request: GenerationRequest | None
+    ) -> T:
+        async def call(ctx: Ctx) -> T:
             if request is not None:
                 self._graph.node(ctx.node).request = request.model_dump(mode="json", exclude_none=True)
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await body(ctx)
             _bill(self._graph, ctx.node, result)
-            return result  # type: ignore[return-value]
+            return result
 
         return await self._wait(self._graph._add(kind, call, self._deps(), label))
 

@@ -13,29 +13,23 @@ The mechanics are `reasoner.strategies.confidence.deepconf`.
 Streaming happens inside one tool node ("stream"), whose requests and tokens are billed on it, so
 they count in the solution's usage like any model call's; the answer (the "deepconf" node's
 output) records every trace: its text, tokens generated (for a cut trace, the token it was cut at),
-confidence and whether it was cut, with the threshold. The node needs the backend itself, which
-`solve` hands it: DeepConf runs as the outer strategy, not inside another. The backend must return
+confidence and whether it was cut, with the threshold. The node is given the backend itself
+(`run.online`), so DeepConf runs as the outer strategy or inside another. The backend must return
 token log-probabilities and stream them (HTTP, vLLM, embedded, simulated).
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from reasoner.backends.base import Backend
 from reasoner.run import Run
-from reasoner.strategy import NodeListener, Strategy
-from reasoner.types import Answer, GenerationRequest, Solution, Usage
+from reasoner.strategy import Strategy
+from reasoner.types import Answer, GenerationRequest, Usage
 from reasoner.strategies.common import inner_strategy
 from reasoner.strategies.confidence import DeepConfResult, DeepConfSettings, deepconf
-
-# The backend of the solve in progress (a context variable: concurrent solves each see their own).
-# `run.backend` says what a backend can do, not how to stream from it, so `solve` hands it over.
-_BACKEND: ContextVar[Backend | None] = ContextVar("deepconf_backend", default=None)
-
 
 class Streamed(BaseModel):
     """The online run as the stream node's output: what it cost (`usage`, which the node is
@@ -75,7 +69,8 @@ class DeepConf(Strategy, DeepConfSettings):
     async def forward(self, run: Run, question: str) -> Answer:
         inner = inner_strategy(self, "few-shot-cot", k=self.k, logprobs=True)
         request = inner.request(inner.prompt(question), stop=("\nQ:", "\n\n\n"))  # type: ignore[attr-defined]
-        result = (await run.tool(self.stream, request, label="stream", request=request)).result
+        online = await run.online(lambda backend: self.stream(backend, request), label="stream", request=request)
+        result = online.result
         kept = [t for t in result.traces if not t.cut]
         winner = next((t for t in kept if t.answer == result.answer), None)
         traces = [
@@ -93,17 +88,6 @@ class DeepConf(Strategy, DeepConfSettings):
         agreement = details["votes"].get(result.answer, 0) / len(kept) if kept else 0.0
         return Answer(answer=result.answer, text=winner.text if winner else "", score=agreement, details=details)
 
-    async def stream(self, request: GenerationRequest) -> Streamed:
+    async def stream(self, backend: Backend, request: GenerationRequest) -> Streamed:
         """Warm-up, threshold and the streamed traces, from the backend itself (not the engine)."""
-        backend = _BACKEND.get()
-        if backend is None:
-            raise RuntimeError("deepconf streams from the backend itself: run it with DeepConf.solve, not inside another strategy")
-        result = await deepconf(backend, request, self.settings_for_run())
-        return Streamed.of(result)
-
-    async def solve(self, question: str, backend: Backend, *, on_node: NodeListener | None = None) -> Solution:
-        token = _BACKEND.set(backend)
-        try:
-            return await super().solve(question, backend, on_node=on_node)
-        finally:
-            _BACKEND.reset(token)
+        return Streamed.of(await deepconf(backend, request, self.settings_for_run()))

@@ -49,11 +49,16 @@ async def test_on_the_simulated_model_the_node_records_each_trace() -> None:
     assert cut_somewhere
 
 
-async def test_inside_another_strategy_is_a_clear_error() -> None:
-    backend = SimulatedBackend(SimulatedModel(0))
-    sc = get_strategy("self-consistency", inner="deepconf", samples=2)
-    solution = await sc.solve(SimulatedModel.question_text(0), backend)
-    assert solution.error and "DeepConf.solve" in solution.error
+async def test_inside_another_strategy_it_streams_from_the_engines_backend() -> None:
+    # Before `run.online`, the backend reached DeepConf through `DeepConf.solve` only, so as an
+    # inner strategy it failed ("run it with DeepConf.solve").
+    model = SimulatedModel(0)
+    sc = get_strategy("self-consistency", inner="deepconf", samples=2, seed=0)
+    solution = await sc.solve(model.question_text(0), SimulatedBackend(model))
+    assert solution.error is None
+    streams = [n for n in solution.trace["nodes"] if n["label"] == "stream"]
+    assert len(streams) == 2 and all(n["status"] == "done" and n["calls"] >= 1 for n in streams)
+    assert solution.usage.calls == sum(n["calls"] for n in streams)
 
 
 async def test_on_the_embedded_model(local_backend) -> None:  # type: ignore[no-untyped-def]
