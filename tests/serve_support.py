@@ -39,11 +39,14 @@ def responder(body: dict[str, Any], index: int) -> str | FakeToolCalls:
     return "6 times 7 is 42. The answer is 42." if index % 4 else "6 times 7 is 41. The answer is 41."
 
 
+#: A gateway test module's simulated upstream (conftest's `server`) answers with `responder`.
+SERVED = pytest.mark.server(models=MODEL, responder=responder)
+
+
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAIServer]:
-    """The simulated upstream, one for a test module; import it by name to use it."""
-    with FakeOpenAIServer(MODEL, responder=responder) as server:
-        yield server
+def upstream(server: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The module's simulated server, by the name the gateway's tests give it; mark the module `SERVED`."""
+    return server
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_server_support import server_fixture
 
 from reasoner.testing.fake_openai import FakeOpenAIServer
 
@@ -106,7 +105,7 @@ def responder(body: dict[str, Any], index: int) -> str:
     return " 12 * 3 = 36.\nThe answer is 36."
 
 
-server = server_fixture(responder)
+pytestmark = pytest.mark.server(models="tiny", responder=responder)
 
 
 @pytest.fixture
@@ -148,6 +147,7 @@ def test_unknown_command_gets_help_not_a_traceback(term) -> None:  # type: ignor
 
 
 def test_ctrl_c_mid_turn_returns_to_the_prompt_quickly(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server.reset()
     server.latency_s = 30  # a turn that would take long
     t = Terminal("--model", server.base_url, "--strategy", "few-shot-cot", env={"XDG_CACHE_HOME": str(tmp_path)})
     try:

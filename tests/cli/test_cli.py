@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import pytest
-from fake_server_support import server_fixture
 
 from reasoner.cli.main import main
 from reasoner.cli.parser import _engine_arg
@@ -25,10 +24,11 @@ def solver(body: dict[str, Any], index: int) -> str:
     return " 6 * 7 = 42.\nThe answer is 42."
 
 
-server = server_fixture(solver)
+pytestmark = pytest.mark.server(models="tiny", responder=solver)
 
 
 def test_solve_json_has_answer_strategy_usage_and_trace(server, capsys) -> None:  # type: ignore[no-untyped-def]
+    server.reset()
     code = main(["solve", "What is 6 times 7?", "--strategy", "zero-shot-cot", "--model", server.base_url, "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -41,6 +41,7 @@ def test_solve_json_has_answer_strategy_usage_and_trace(server, capsys) -> None:
 
 
 def test_solve_prints_answer_and_trace(server, capsys) -> None:  # type: ignore[no-untyped-def]
+    server.reset()
     code = main(["solve", "What is 6 times 7?", "--model", server.base_url, "--trace", "--max-tokens", "50"])
     out = capsys.readouterr().out
     assert code == 0

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_server_support import server_fixture
 
 import reasoner.cli as cli_package
 from reasoner.cli.main import main
@@ -20,7 +19,7 @@ def solver(body: dict[str, Any], index: int) -> str:
     return " 6 * 7 = 42.\nThe answer is 42."
 
 
-server = server_fixture(solver)
+pytestmark = pytest.mark.server(models="tiny", responder=solver)
 
 
 @pytest.fixture

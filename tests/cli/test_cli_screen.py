@@ -53,10 +53,7 @@ def hostile(body: dict[str, Any], index: int) -> str:
     return f" {HOSTILE} 6 * 7 = 42.\nThe answer is 42."
 
 
-@pytest.fixture
-def server():  # type: ignore[no-untyped-def]
-    with FakeOpenAIServer("tiny", responder=hostile) as srv:
-        yield srv
+pytestmark = pytest.mark.server(models="tiny", responder=hostile)
 
 
 def test_model_text_cannot_drive_the_terminal(server, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serve_support import MODEL, QUESTION, client, gateway, upstream  # noqa: F401 (upstream: a fixture)
+from serve_support import MODEL, QUESTION, SERVED, client, gateway, upstream  # noqa: F401 (upstream: a fixture)
 
 from reasoner.serve import BackgroundGateway
 from reasoner.testing.fake_openai import FakeOpenAIServer
+
+pytestmark = SERVED
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from serve_support import (  # noqa: F401 (upstream: a fixture)
-    ECHO_KEY, MODEL, QUESTION, UPSTREAM_KEY, client, gateway, openai, upstream,
+    ECHO_KEY, MODEL, QUESTION, SERVED, UPSTREAM_KEY, client, gateway, openai, upstream,
 )
 
 from reasoner.serve import BackgroundGateway, ServeConfig, ServeError
 from reasoner.serve.schemas import Limits
 from reasoner.testing.fake_openai import Fault, FakeOpenAIServer
+
+pytestmark = SERVED
 
 
 @pytest.fixture(scope="module")

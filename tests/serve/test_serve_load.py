@@ -25,15 +25,13 @@ def no_n(backend: OpenAIBackend) -> None:
     backend.supports_n = False  # so self-consistency sends one upstream request per sample
 
 
-@pytest.fixture(scope="module")
-def slow() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(MODEL, responder=responder, latency_s=30) as server:
-        yield server
+#: The upstream answers each request after 30 s: every test hangs up long before.
+pytestmark = pytest.mark.server(models=MODEL, responder=responder, latency_s=30)
 
 
 @pytest.fixture(scope="module")
-def gw(slow: FakeOpenAIServer) -> Iterator[BackgroundGateway]:
-    with gateway(slow, tune=no_n, backend={"deadline_s": 60}) as running:
+def gw(server: FakeOpenAIServer) -> Iterator[BackgroundGateway]:
+    with gateway(server, tune=no_n, backend={"deadline_s": 60}) as running:
         yield running
 
 
@@ -50,41 +48,41 @@ def health(gw: BackgroundGateway) -> dict[str, int]:
     return httpx.get(gw.base_url.removesuffix("/v1") + "/health", timeout=5).json()  # type: ignore[no-any-return]
 
 
-def all_given_back(gw: BackgroundGateway, slow: FakeOpenAIServer) -> None:
+def all_given_back(gw: BackgroundGateway, server: FakeOpenAIServer) -> None:
     """Nothing in flight upstream, no strategy running, no plain request's place held. A guard only:
     what it took says nothing; the counts the caller checks afterwards prove the cancellation."""
-    wait_for(lambda: slow.in_flight == 0, timeout=10)
+    wait_for(lambda: server.in_flight == 0, timeout=10)
     wait_for(lambda: health(gw)["running"] == 0, timeout=10)
     wait_for(lambda: health(gw)["passthrough"]["open"] == 0, timeout=10)  # its place is given back
 
 
 @pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
-def test_a_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
+def test_a_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, server: FakeOpenAIServer, model: str) -> None:
     expected = 4 if model != MODEL else 1
-    served = slow.completions_served
+    served = server.completions_served
     with send(gw, {"model": model, "messages": QUESTION}):
-        wait_for(lambda: slow.in_flight >= expected, timeout=10)
-        asked = len(slow.completion_requests())
+        wait_for(lambda: server.in_flight >= expected, timeout=10)
+        asked = len(server.completion_requests())
     # The client is gone (its connection closed, no answer read). Every upstream request sleeps 30 s
     # before it is answered, so one that left in_flight with nothing served was cancelled, not finished.
-    all_given_back(gw, slow)
-    assert slow.completions_served == served  # not one of them was answered
-    assert len(slow.completion_requests()) == asked  # nor retried, nor replaced by another
+    all_given_back(gw, server)
+    assert server.completions_served == served  # not one of them was answered
+    assert len(server.completion_requests()) == asked  # nor retried, nor replaced by another
 
 
 @pytest.mark.parametrize("model", [f"self-consistency:samples=4,inner=few-shot-cot/{MODEL}", MODEL])
-def test_a_streaming_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, slow: FakeOpenAIServer, model: str) -> None:
+def test_a_streaming_client_that_hangs_up_cancels_every_upstream_request(gw: BackgroundGateway, server: FakeOpenAIServer, model: str) -> None:
     expected = 4 if model != MODEL else 1
-    served = slow.completions_served
+    served = server.completions_served
     with send(gw, {"model": model, "messages": QUESTION, "stream": True}) as conn:
-        wait_for(lambda: slow.in_flight >= expected, timeout=10)
+        wait_for(lambda: server.in_flight >= expected, timeout=10)
         if model != MODEL:  # a strategy's stream starts at once, before any sample is done
             assert conn.recv(4096).startswith(b"HTTP/1.1 200")
-            assert slow.completions_served == served
-        asked = len(slow.completion_requests())
-    all_given_back(gw, slow)
-    assert slow.completions_served == served  # cancelled, every one, not answered
-    assert len(slow.completion_requests()) == asked
+            assert server.completions_served == served
+        asked = len(server.completion_requests())
+    all_given_back(gw, server)
+    assert server.completions_served == served  # cancelled, every one, not answered
+    assert len(server.completion_requests()) == asked
 
 
 def test_strategy_runs_are_bounded_and_the_rest_queue() -> None:

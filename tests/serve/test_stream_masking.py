@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from serve_support import MODEL, openai
+from serve_support import MODEL, openai, upstream  # noqa: F401 (upstream: a fixture)
 
 from reasoner import secrets
 from reasoner.serve import BackgroundGateway, ServeConfig
@@ -89,11 +89,8 @@ def test_text_held_when_the_upstream_sends_no_finish_comes_before_done() -> None
     assert out[-1] == "data: [DONE]" and out[-2] == ""  # the extra event is ended before [DONE]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAIServer]:
-    # Words cut into 3-character tokens: the key arrives in nine events.
-    with FakeOpenAIServer(MODEL, responder=lambda body, index: TEXT, token_chars=3) as server:
-        yield server
+# Words cut into 3-character tokens: the key arrives in nine events.
+pytestmark = pytest.mark.server(models=MODEL, responder=lambda body, index: TEXT, token_chars=3)
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
