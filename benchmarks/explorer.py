@@ -82,6 +82,13 @@ def _outputs(output: Any) -> list[str]:
     return [json.dumps(output, indent=1, ensure_ascii=False)]
 
 
+def _reasonings(output: Any) -> list[str | None]:
+    """Each choice's thinking (a reasoning model's), None where it had none: shown apart from its output."""
+    if isinstance(output, dict) and isinstance(output.get("choices"), list):
+        return [c.get("reasoning") if isinstance(c, dict) else None for c in output["choices"]]
+    return []
+
+
 def _trace(trace: dict[str, Any], strings: _Strings) -> dict[str, Any]:
     nodes = []
     for n in trace.get("nodes", []):
@@ -93,6 +100,8 @@ def _trace(trace: dict[str, Any], strings: _Strings) -> dict[str, Any]:
                 "status": str(n.get("status", "")),
                 "prompt": strings.add(_prompt(n.get("request"))),
                 "outputs": [strings.add(t) for t in _outputs(n.get("output"))],
+                "reasonings": [strings.add(r) for r in _reasonings(n.get("output"))],
+                "reasoning_tokens": n.get("reasoning_tokens"),
                 "prompt_tokens": n.get("prompt_tokens"),
                 "completion_tokens": n.get("completion_tokens"),
                 "latency_s": n.get("latency_s"),

@@ -91,7 +91,7 @@ class BankUsage(BaseModel):
 
 def request_key(model: str, request: GenerationRequest) -> tuple[str, str]:
     """(key, canonical JSON) of a request without `n` and `seed`, for backend model `model`."""
-    data = {"model": model, **request.model_dump(exclude={"n", "seed"}, mode="json")}
+    data = {"model": model, **request.key_data(exclude={"n", "seed"})}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest(), text
 

@@ -35,6 +35,7 @@ def capabilities(backend: Backend) -> Capabilities:
         supports_streaming=backend.supports_streaming,
         logprobs=backend.logprobs,
         context_window=backend.context_window,
+        reasoning_controls=tuple(sorted(backend.reasoning_controls)),
     )
 
 
@@ -205,6 +206,7 @@ class Engine:
                 calls=len(new),
             )
             record.calls, record.prompt_tokens, record.completion_tokens = share.calls, share.prompt_tokens, tokens
+            record.reasoning_tokens = share.reasoning_tokens or None
             record.latency_s = round(latency, 6)
             graph.finish(node, share)
 

@@ -43,6 +43,7 @@ class Capabilities(BaseModel):
     supports_streaming: bool = False
     logprobs: bool = False  # whether requests asking for token log-probabilities get them
     context_window: int | None = None  # tokens, where the backend knows it
+    reasoning_controls: tuple[str, ...] = ()  # thinking-budget controls honoured ("budget", "effort")
 
 
 @dataclass(slots=True)
@@ -65,12 +66,16 @@ class Node:
     calls: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning_tokens: int | None = None  # of completion_tokens, those a reasoning model spent thinking
     started_s: float | None = None  # seconds since the run began
     ended_s: float | None = None
     latency_s: float | None = None
 
     def usage(self) -> Usage:
-        return Usage(calls=self.calls or 0, prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0)
+        return Usage(
+            calls=self.calls or 0, prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0,
+            reasoning_tokens=self.reasoning_tokens or 0,
+        )
 
     def trace(self) -> dict[str, Any]:
         """The record as trace JSON: the fields that are set (`tolerant` only when true)."""

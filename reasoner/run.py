@@ -227,6 +227,7 @@ def _bill(graph: Graph, node: NodeId, result: Any) -> None:
     record.calls = usage.calls
     record.prompt_tokens = usage.prompt_tokens
     record.completion_tokens = usage.completion_tokens
+    record.reasoning_tokens = usage.reasoning_tokens or None
 
 
 __all__ = ["Branch", "Run"]

@@ -13,9 +13,10 @@ from reasoner.backends.base import Backend
 from reasoner.engine import Engine, NodeListener
 from reasoner.graph import Graph, NodeId
 from reasoner.run import Run
-from reasoner.types import Answer, GenerationRequest, Message, Solution
+from reasoner.types import Answer, GenerationRequest, Message, ReasoningEffort, Solution
 
 ENTRY_POINT_GROUP = "reasoner.strategies"
+_BUDGET = ("reasoning_effort", "max_reasoning_tokens")
 
 
 class Strategy(BaseModel):
@@ -38,6 +39,10 @@ class Strategy(BaseModel):
     max_tokens: int = Field(256, ge=1, description="tokens per model call")
     seed: int | None = Field(None, description="sampling seed, for reproducible samples")
     logprobs: bool = Field(False, description="ask for token log-probabilities (for weighted votes)")
+    # A reasoning model's thinking budget, for every call; sent where the backend takes it
+    # (`run.backend.reasoning_controls`), left out elsewhere.
+    reasoning_effort: ReasoningEffort | None = Field(None, description="reasoning models: thinking effort (low, medium, high)")
+    max_reasoning_tokens: int | None = Field(None, ge=0, description="reasoning models: most tokens spent thinking per call")
 
     async def forward(self, run: Run, question: str) -> Answer:
         raise NotImplementedError
@@ -55,6 +60,8 @@ class Strategy(BaseModel):
             max_tokens=self.max_tokens,
             seed=self.seed,
             logprobs=self.logprobs,
+            reasoning_effort=self.reasoning_effort,
+            max_reasoning_tokens=self.max_reasoning_tokens,
         )
         params.update(overrides)
         return GenerationRequest(prompt=prompt, **params)
@@ -68,7 +75,9 @@ class Strategy(BaseModel):
         return self.request("", **overrides).model_copy(update={"prompt": None, "messages": tuple(messages)})
 
     def settings(self) -> dict[str, Any]:
-        return {"strategy": self.name, **self.model_dump(mode="json")}
+        # The thinking budget is left out while unset, so runs recorded before it still compare equal.
+        unset = {name for name in _BUDGET if getattr(self, name) is None}
+        return {"strategy": self.name, **self.model_dump(mode="json", exclude=unset)}
 
     async def solve(self, question: str, backend: Backend, *, on_node: NodeListener | None = None) -> Solution:
         """Build the graph for `question` and run it; `on_node` watches steps as they start and end."""

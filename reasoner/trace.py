@@ -24,7 +24,8 @@ def _line(node: dict[str, Any], scope: tuple[str, ...] = ()) -> Text:
         request = node.get("request", {})
         facts.append(f"n={request.get('n', 1)} T={request.get('temperature', 0)}")
         if "completion_tokens" in node:
-            facts.append(f"{node.get('prompt_tokens', 0)}→{node['completion_tokens']} tok")
+            thought = f" ({node['reasoning_tokens']} thinking)" if node.get("reasoning_tokens") else ""
+            facts.append(f"{node.get('prompt_tokens', 0)}→{node['completion_tokens']} tok{thought}")
         if "merged" in node:
             facts.append(f"merged n={node['merged']['n']}")
     if "latency_s" in node:
@@ -38,6 +39,14 @@ def _line(node: dict[str, Any], scope: tuple[str, ...] = ()) -> Text:
         if preview:
             text.append(f"  {preview}", style="italic")
     return text
+
+
+def _thought(output: Any, width: int = 70) -> str:
+    """The start of a model call's reasoning (its first choice's), where it has one."""
+    if not (isinstance(output, dict) and output.get("choices")):
+        return ""
+    value = " ".join(str(output["choices"][0].get("reasoning") or "").split())
+    return value if len(value) <= width else value[: width - 1] + "…"
 
 
 def _preview(output: Any, width: int = 70) -> str:
@@ -92,4 +101,7 @@ def render_tree(trace: dict[str, Any], title: str = "trace") -> Tree:
         else:  # named from its owner's scope: a sample's strategy reads "sample0/few-shot-cot"
             scope = _scope(by_id[owner])
         branches[node["id"]] = parent.add(_line(node, scope))
+        thought = _thought(node.get("output")) if node.get("status") == "done" else ""
+        if thought:  # a line of its own under the call, marked: the thinking is never read as its answer
+            branches[node["id"]].add(Text(f"[thought: {thought}]", style="dim", no_wrap=True, overflow="ellipsis"))
     return tree

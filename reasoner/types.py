@@ -9,6 +9,14 @@ from typing import Any, Literal
 from pydantic import PrivateAttr, BaseModel, ConfigDict, Field, model_validator
 
 
+#: OpenAI's `reasoning_effort` levels (vLLM also takes "none", which turns thinking off).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+#: Where a choice's reasoning token count came from: the server's usage, a count of streamed
+#: reasoning events (one token each), or an estimate (its share of the text, by characters).
+ReasoningCount = Literal["reported", "counted", "estimated"]
+_LATER_FIELDS = ("reasoning_effort", "max_reasoning_tokens")
+
+
 class ToolCall(BaseModel):
     """A native function call the model asked for (OpenAI `tool_calls`)."""
 
@@ -42,6 +50,10 @@ class GenerationRequest(BaseModel):
     tools: tuple[dict[str, Any], ...] | None = None
     #: A JSON schema the output must follow (backends with `supports_json_schema`).
     json_schema: dict[str, Any] | None = None
+    #: A reasoning model's thinking budget: an effort level and/or a cap on reasoning tokens. Sent
+    #: only to backends whose `reasoning_controls` name them ("effort", "budget"); others drop them.
+    reasoning_effort: ReasoningEffort | None = None
+    max_reasoning_tokens: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:
@@ -51,8 +63,17 @@ class GenerationRequest(BaseModel):
 
     def merge_key(self) -> str:
         """Requests with equal keys differ only in `n`, so they can be served by one request."""
-        data = self.model_dump(exclude={"n"}, mode="json")
+        data = self.key_data(exclude={"n"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def key_data(self, exclude: set[str]) -> dict[str, Any]:
+        """The request as JSON for keys (merging, the sample bank). Fields added since keys were
+        first recorded are left out while unset, so a bank recorded before them still matches."""
+        data = self.model_dump(exclude=exclude, mode="json")
+        for name in _LATER_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @property
     def prefill(self) -> str | None:
@@ -84,12 +105,18 @@ class GenerationRequest(BaseModel):
 
 
 class Choice(BaseModel):
+    #: The final content only: what answers are extracted from and scored. Never the reasoning.
     text: str
     finish_reason: str | None = None
     # Per-token log-probabilities of the generated text, present when the request asked for them.
     token_logprobs: list[float] | None = None
     completion_tokens: int | None = None
     tool_calls: list[ToolCall] | None = None
+    #: A reasoning model's thinking (`reasoning_content` / `reasoning`), kept apart from `text`.
+    reasoning: str | None = None
+    #: Of `completion_tokens`, those spent reasoning (servers count them inside completion tokens).
+    reasoning_tokens: int | None = None
+    reasoning_count: ReasoningCount | None = None
 
     @property
     def mean_logprob(self) -> float | None:
@@ -115,6 +142,15 @@ class Completion(BaseModel):
     def text(self) -> str:
         return self.choices[0].text if self.choices else ""
 
+    @property
+    def reasoning(self) -> str | None:
+        return self.choices[0].reasoning if self.choices else None
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Of `completion_tokens`, those the choices spent reasoning."""
+        return sum(c.reasoning_tokens or 0 for c in self.choices)
+
 
 class StreamChunk(BaseModel):
     """A piece of a streamed completion: new text for one choice, or (last) the whole completion.
@@ -125,8 +161,10 @@ class StreamChunk(BaseModel):
 
     index: int = 0  # which choice of the request the text belongs to
     text: str = ""
-    # Log-probabilities of the tokens in `text`, when the request asked for them.
+    # Log-probabilities of the tokens in `text` (or `reasoning`), when the request asked for them.
     token_logprobs: list[float] | None = None
+    #: New reasoning (thinking) text for the choice: never part of `text`.
+    reasoning: str = ""
     # Only on the final chunk: every choice whole, with the usage of the request.
     completion: Completion | None = None
 
@@ -138,6 +176,8 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    #: Of `completion_tokens`, those a reasoning model spent thinking (counted inside them).
+    reasoning_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -145,6 +185,7 @@ class Usage(BaseModel):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             latency_s=self.latency_s + other.latency_s,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
 
     @property

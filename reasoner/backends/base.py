@@ -48,6 +48,9 @@ class Backend(abc.ABC):
     logprobs: bool = True
     #: Tokens of prompt and completion the model holds, where the backend knows it.
     context_window: int | None = None
+    #: Which thinking-budget controls of a request reach the model: "effort" (`reasoning_effort`)
+    #: and/or "budget" (`max_reasoning_tokens`). Others are dropped, so a strategy reads this first.
+    reasoning_controls: frozenset[str] = frozenset()
 
     def __init__(self, max_in_flight: int = 16) -> None:
         if max_in_flight < 1:
@@ -94,6 +97,8 @@ class Backend(abc.ABC):
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         completion = await self._generate(request)
         for index, choice in enumerate(completion.choices):
+            if choice.reasoning:
+                yield StreamChunk(index=index, reasoning=choice.reasoning)
             yield StreamChunk(index=index, text=choice.text, token_logprobs=choice.token_logprobs)
         yield StreamChunk(completion=completion)
 
@@ -108,6 +113,7 @@ class Backend(abc.ABC):
             "supports_n": self.supports_n,
             "supports_tools": self.supports_tools,
             "supports_json_schema": self.supports_json_schema,
+            **({"reasoning_controls": sorted(self.reasoning_controls)} if self.reasoning_controls else {}),
         }
 
     async def __aenter__(self) -> Backend:
@@ -137,6 +143,7 @@ class Delegating(Backend):
     supports_streaming = _inner("supports_streaming")  # type: ignore[assignment]
     logprobs = _inner("logprobs")  # type: ignore[assignment]
     context_window = _inner("context_window")  # type: ignore[assignment]
+    reasoning_controls = _inner("reasoning_controls")  # type: ignore[assignment]
 
     # The wrapped backend bounds its own requests in flight; a wrapper adds no second bound.
     async def generate(self, request: GenerationRequest) -> Completion:

@@ -59,6 +59,11 @@ class OpenAIBackend(Backend):
     is given (and, for vLLM, whether it takes native tool calls); a server that returns fewer
     choices than `n` is topped up with seeded single requests and marked `supports_n = False`; one
     that refuses `response_format` is asked again without it and marked `supports_json_schema = False`.
+
+    A reasoning model's thinking (`reasoning_content` or `reasoning`) is kept apart from the text.
+    `reasoning_controls` declares which thinking-budget controls the server takes ("effort": OpenAI's
+    `reasoning_effort`; "budget": vLLM's `thinking_token_budget`, which needs `--reasoning-parser`);
+    a request's other controls are left out, with a warning, rather than refused by the server.
     """
 
     name = "openai"
@@ -80,6 +85,7 @@ class OpenAIBackend(Backend):
         backoff_max: float = 30.0,
         extra_body: dict[str, Any] | None = None,
         continue_final: bool | None = None,
+        reasoning_controls: Sequence[str] = (),
         http_transport: httpx.AsyncBaseTransport | None = None,
         transport: Transport | None = None,
     ) -> None:
@@ -112,6 +118,11 @@ class OpenAIBackend(Backend):
         self.supports_tools = True
         self.supports_json_schema = True
         self.supports_streaming = True
+        unknown = set(reasoning_controls) - {"effort", "budget"}
+        if unknown:
+            raise BackendError(f"reasoning_controls: unknown {', '.join(sorted(unknown))}; the controls are 'effort' and 'budget'")
+        self.reasoning_controls = frozenset(reasoning_controls)
+        self._dropped_controls: set[str] = set()
         self._connected = False
         self._rng = random.Random()
         headers = {"User-Agent": "reasoner"}
@@ -244,6 +255,12 @@ class OpenAIBackend(Backend):
         return reply.data  # type: ignore[no-any-return]
 
     def _payload(self, request: GenerationRequest, schema: bool, *, stream: bool) -> dict[str, Any]:
+        asked = {"effort"} if request.reasoning_effort is not None else set()
+        asked |= {"budget"} if request.max_reasoning_tokens is not None else set()
+        for control in sorted(asked - self.reasoning_controls - self._dropped_controls):
+            self._dropped_controls.add(control)
+            log.warning(secrets.scrub(f"{self.base_url} is not declared to take the thinking {control} (reasoning_controls); "
+                                      "leaving it out of requests"))  # fmt: skip
         return protocol.payload(
             request,
             model=self.model,
@@ -252,6 +269,7 @@ class OpenAIBackend(Backend):
             json_schema=schema,
             extra_body=self.extra_body,
             stream=stream,
+            reasoning_controls=self.reasoning_controls,
         )
 
     # -- streaming -----------------------------------------------------------------------------------

@@ -6,9 +6,24 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from reasoner.backends import thinking
 from reasoner.backends.errors import BackendError, BadRequestError, MalformedResponseError, ServerError
 from reasoner.backends.transports import quote
 from reasoner.types import Choice, Completion, GenerationRequest, Message, StreamChunk, ToolCall
+
+
+#: The request field of a cap on reasoning tokens: vLLM's (it needs `--reasoning-parser`, and
+#: `--reasoning-config` for models whose think markers are not single tokens).
+BUDGET_FIELD = "thinking_token_budget"
+
+
+def reasoning_of(message: dict[str, Any]) -> str | None:
+    """A message's (or delta's) reasoning: `reasoning_content` (DeepSeek, vLLM before 0.10, many
+    OpenAI-style APIs) or `reasoning` (vLLM since)."""
+    value = message.get("reasoning_content")
+    if value is None:
+        value = message.get("reasoning")
+    return value if isinstance(value, str) else None
 
 
 def payload(
@@ -20,8 +35,10 @@ def payload(
     json_schema: bool,
     extra_body: dict[str, Any],
     stream: bool = False,
+    reasoning_controls: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The JSON body of a (chat) completion request; `json_schema=False` leaves a schema out."""
+    """The JSON body of a (chat) completion request; `json_schema=False` leaves a schema out, and a
+    thinking budget goes out only as far as `reasoning_controls` say the server takes it."""
     body: dict[str, Any] = {}
     if model is not None:
         body["model"] = model
@@ -46,6 +63,10 @@ def payload(
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
         }
+    if request.reasoning_effort is not None and "effort" in reasoning_controls:
+        body["reasoning_effort"] = request.reasoning_effort
+    if request.max_reasoning_tokens is not None and "budget" in reasoning_controls:
+        body[BUDGET_FIELD] = request.max_reasoning_tokens
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
     body.update(extra_body)
@@ -78,10 +99,12 @@ def parse_completion(body: bytes, chat: bool) -> Completion:
     try:
         choices = [_choice(raw, chat) for raw in sorted(data["choices"], key=lambda c: c.get("index", 0))]
         usage = data.get("usage") or {}
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        thinking.share_reasoning_tokens(choices, completion_tokens, reported_reasoning(usage))
         return Completion(
             choices=choices,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            completion_tokens=completion_tokens,
             model=data.get("model"),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -101,7 +124,15 @@ def _choice(raw: dict[str, Any], chat: bool) -> Choice:
         finish_reason=raw.get("finish_reason"),
         token_logprobs=token_logprobs(raw.get("logprobs"), chat),
         tool_calls=calls or None,
+        reasoning=reasoning_of(message) if chat else None,
     )
+
+
+def reported_reasoning(usage: dict[str, Any]) -> int | None:
+    """`usage.completion_tokens_details.reasoning_tokens`, where the server reports it."""
+    details = usage.get("completion_tokens_details") or {}
+    value = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return int(value) if value is not None else None
 
 
 def token_logprobs(logprobs: Any, chat: bool) -> list[float] | None:
@@ -126,6 +157,7 @@ def parse_models(body: bytes) -> list[dict[str, Any]]:
 @dataclass
 class _Partial:
     text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     logprobs: list[float] | None = None
     finish_reason: str | None = None
     pieces: int = 0
@@ -171,6 +203,7 @@ class StreamReader:
         partial.finish_reason = raw.get("finish_reason") or partial.finish_reason
         delta = raw.get("delta") or {}
         text = delta.get("content") if self.chat else raw.get("text")
+        reasoning = reasoning_of(delta) if self.chat else None
         for call in delta.get("tool_calls") or []:
             slot = partial.calls.setdefault(int(call.get("index") or 0), {"id": "", "name": "", "arguments": ""})
             function = call.get("function") or {}
@@ -180,11 +213,14 @@ class StreamReader:
         logprobs = token_logprobs(raw.get("logprobs"), self.chat)
         if logprobs is not None:
             partial.logprobs = (partial.logprobs or []) + logprobs
-        if not text and not logprobs:
+        if not text and not logprobs and not reasoning:
             return None
-        partial.text.append(text or "")
-        partial.pieces += 1
-        return StreamChunk(index=index, text=text or "", token_logprobs=logprobs)
+        if reasoning:
+            partial.reasoning.append(reasoning)  # an event of thinking: one token, as content events are
+        if text or not reasoning:  # vLLM sends both in one delta where the thinking ends
+            partial.text.append(text or "")
+            partial.pieces += 1
+        return StreamChunk(index=index, text=text or "", token_logprobs=logprobs, reasoning=reasoning or "")
 
     @property
     def finished(self) -> bool:
@@ -200,17 +236,24 @@ class StreamReader:
             calls = [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}") for c in partial.calls.values()]
             if any(not c.name for c in calls):
                 raise MalformedResponseError("a streamed tool call without a function name")
+            thought = len(partial.reasoning)
             choices.append(
                 Choice(
                     text="".join(partial.text),
                     finish_reason=partial.finish_reason,
                     token_logprobs=partial.logprobs,
-                    completion_tokens=None if self.usage else partial.pieces,
+                    completion_tokens=None if self.usage else partial.pieces + thought,
                     tool_calls=calls or None,
+                    reasoning="".join(partial.reasoning) if thought else None,
+                    reasoning_tokens=thought if thought else None,
+                    reasoning_count="counted" if thought else None,
                 )
             )
         usage = self.usage or {}
-        counted = sum(p.pieces for p in self._choices.values())
+        counted = sum(p.pieces + len(p.reasoning) for p in self._choices.values())
+        reported = reported_reasoning(usage)
+        if reported is not None:  # the server's own count replaces one token per event
+            thinking.share_reasoning_tokens(choices, int(usage.get("completion_tokens") or counted), reported)
         return Completion(
             choices=choices,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),

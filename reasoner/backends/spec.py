@@ -17,16 +17,32 @@ SPEC_HELP = (
 
 #: Options only an HTTP backend uses; other specs accept and ignore them, so one set of
 #: command-line flags serves every spec.
-NETWORK_OPTIONS = ("deadline_s", "stall_timeout_s", "max_response_bytes")
+NETWORK_OPTIONS = ("deadline_s", "stall_timeout_s", "max_response_bytes", "reasoning_controls")
+#: `think_tags`: how a model that thinks inline in `<think>…</think>` is split (thinking.ThinkTags):
+#: "inline" (it writes both tags), "opened" (its chat template opens the block in the prompt).
+THINK_TAGS = ("inline", "opened")
 
 
 async def open_backend(
-    spec: str = "local", *, model_name: str | None = None, engine_args: Mapping[str, Any] | None = None, **options: Any
+    spec: str = "local", *, model_name: str | None = None, engine_args: Mapping[str, Any] | None = None,
+    think_tags: str | None = None, **options: Any,
 ) -> Backend:
     """The backend a spec names, connected and ready to use. `options` go to the backend's
     constructor (those set to None are left at the backend's default): `max_in_flight` for every
-    spec; `deadline_s`, `stall_timeout_s`, `max_response_bytes` for HTTP specs (ignored by the
-    others); `engine_args` to vLLM's engine for a `vllm:` spec."""
+    spec; `deadline_s`, `stall_timeout_s`, `max_response_bytes`, `reasoning_controls` for HTTP
+    specs (ignored by the others); `engine_args` to vLLM's engine for a `vllm:` spec. `think_tags`
+    (one of THINK_TAGS) wraps the backend so inline `<think>…</think>` becomes each choice's reasoning."""
+    if think_tags is not None and think_tags not in THINK_TAGS:
+        raise BackendError(f"think_tags must be one of {', '.join(THINK_TAGS)}, got {think_tags!r}")
+    backend = await _open(spec, model_name=model_name, engine_args=engine_args, **options)
+    if think_tags is None:
+        return backend
+    from reasoner.backends.thinking import ThinkTags
+
+    return ThinkTags(backend, thinking=think_tags == "opened")
+
+
+async def _open(spec: str, *, model_name: str | None, engine_args: Mapping[str, Any] | None, **options: Any) -> Backend:
     spec = spec.strip()
     options = {name: value for name, value in options.items() if value is not None}
     if spec.startswith(("http://", "https://")):

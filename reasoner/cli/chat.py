@@ -124,6 +124,7 @@ class Chat:
             return
         output = attrs.get("output")
         if kind == "model" and isinstance(output, dict):
+            self.show_thinking(label, output)
             texts = [c.get("text", "") for c in output.get("choices", [])]
             body = texts[0] if len(texts) == 1 else "\n".join(f"[{i}] {t.strip()}" for i, t in enumerate(texts))
         elif kind == "tool" and isinstance(output, dict) and "output" in output:
@@ -137,6 +138,16 @@ class Chat:
             if len(body) > SHOWN_STEP_CHARS:
                 body = f"{body[:SHOWN_STEP_CHARS]} … ({len(body) - SHOWN_STEP_CHARS:,} more characters; /save keeps all)"
             self.console.print(Text(f"{label} ", style=f"bold {style}") + Text(body, style=style))
+
+    def show_thinking(self, label: str, output: dict[str, Any]) -> None:
+        """A reasoning model's thinking: one dim line, its start, apart from the text it led to."""
+        thoughts = [c["reasoning"] for c in output.get("choices", []) if c.get("reasoning")]
+        if not thoughts:
+            return
+        start = " ".join(clean(thoughts[0]).split())
+        start = start if len(start) <= 100 else start[:99] + "…"
+        more = f"; {len(thoughts)} samples" if len(thoughts) > 1 else ""
+        self.console.print(Text(f"{label} thinking ({len(thoughts[0]):,} characters{more}; /trace keeps it) {start}", style="dim italic"))
 
     async def turn(self, question: str) -> Turn:
         backend = await self.backend_ready()
@@ -159,7 +170,8 @@ class Chat:
             shown = solution.answer if solution.answer is not None else "(no numeric answer)"
             self.console.print(Panel(f"[bold]{escape(shown)}[/bold]", title="answer", border_style="green", expand=False))
         self.console.print(
-            f"[dim]{plural(u.calls, 'call')} · {u.prompt_tokens}+{u.completion_tokens} tokens · "
+            f"[dim]{plural(u.calls, 'call')} · {u.prompt_tokens}+{u.completion_tokens} tokens"
+            f"{f' ({u.reasoning_tokens} thinking)' if u.reasoning_tokens else ''} · "
             f"{time.perf_counter() - started:.1f} s · {self.session.strategy}[/dim]"
         )
         return turn

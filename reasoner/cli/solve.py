@@ -43,7 +43,8 @@ def tail(text: str, limit: int = SHOWN_CHARS) -> str:
 
 
 def usage_line(u: Usage) -> str:
-    return (f"{plural(u.calls, 'call')} · {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens · "
+    thinking = f" (of which {u.reasoning_tokens} thinking)" if u.reasoning_tokens else ""
+    return (f"{plural(u.calls, 'call')} · {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens{thinking} · "
             f"{u.latency_s:.1f} s")
 
 

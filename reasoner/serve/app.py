@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as Endpoint
 
-from reasoner.bank import SampleBank
-from reasoner.backends.base import Backend
+from reasoner.backends.base import Backend, Delegating
 from reasoner.backends.errors import BackendError
 from reasoner.backends.http import OpenAIBackend
 from reasoner.serve import passthrough, responses
@@ -38,8 +37,12 @@ class Gateway:
         self.config = config
         self.traces = TraceStore(config.max_traces)
         self.runner = Runner(backend, self.traces, config.max_runs, config.max_waiting)
-        # A sample bank keys its records by its own model string; clients name the model it wraps.
-        model = getattr(backend.inner if isinstance(backend, SampleBank) else backend, "model", None)
+        # A sample bank keys its records by its own model string; clients name the model it wraps
+        # (under any wrapper: the bank, `--think-tags`).
+        inner = backend
+        while isinstance(inner, Delegating):
+            inner = inner.inner
+        model = getattr(inner, "model", None)
         #: The name /v1/models lists; the spec answers too (`local`, `vllm:...`).
         self.model_id = model if isinstance(model, str) and model else config.model
         self.served = {self.model_id, config.model}

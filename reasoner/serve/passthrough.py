@@ -104,6 +104,8 @@ def generation_request(request: ChatRequest | CompletionRequest) -> GenerationRe
         stop=request.stops(),
         seed=request.seed,
         logprobs=bool(request.logprobs),
+        reasoning_effort=request.reasoning_effort,
+        max_reasoning_tokens=request.thinking_token_budget,
     )
     if isinstance(request, CompletionRequest):
         return GenerationRequest(prompt=request.prompt_text(), **common)
@@ -144,12 +146,18 @@ def _finish(choice: Choice) -> str:
 
 
 def usage_of(completion: Completion) -> Usage:
-    return Usage(calls=completion.calls, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+    return Usage(
+        calls=completion.calls, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+        reasoning_tokens=completion.reasoning_tokens,
+    )
 
 
 async def generate(backend: Backend, request: ChatRequest | CompletionRequest, kind: responses.Kind) -> dict[str, Any]:
     completion = await backend.generate(generation_request(request))
-    choices = [responses.choice_json(kind, i, c.text, _finish(c), tool_calls_json(c)) for i, c in enumerate(completion.choices)]
+    choices = [
+        responses.choice_json(kind, i, c.text, _finish(c), tool_calls_json(c), reasoning=secrets.scrub(c.reasoning) if c.reasoning else None)
+        for i, c in enumerate(completion.choices)
+    ]
     return responses.response_json(kind, responses.new_id(kind), request.model, choices, usage_of(completion))
 
 
@@ -159,13 +167,21 @@ async def stream(backend: Backend, request: ChatRequest | CompletionRequest, kin
         yield responses.sse(responses.chunk_json(kind, rid, model, role=True, text=""))
     # A token at a time: a secret in the text comes in pieces, so each choice's text is masked as it grows.
     masks: defaultdict[int, secrets.StreamScrubber] = defaultdict(secrets.StreamScrubber)
+    thoughts: defaultdict[int, secrets.StreamScrubber] = defaultdict(secrets.StreamScrubber)
     async for piece in backend.stream(generation_request(request)):
         if piece.completion is None:
+            # The thinking as `reasoning_content` deltas, masked apart (chat only: text has no field for it).
+            thought = thoughts[piece.index].feed(piece.reasoning) if piece.reasoning and kind == "chat" else ""
+            if thought:
+                yield responses.sse(responses.chunk_json(kind, rid, model, index=piece.index, reasoning=thought))
             text = masks[piece.index].feed(piece.text) if piece.text else ""
             if text:
                 yield responses.sse(responses.chunk_json(kind, rid, model, index=piece.index, text=text))
             continue
         for i, choice in enumerate(piece.completion.choices):
+            thought = thoughts.pop(i).flush() if i in thoughts else ""
+            if thought:
+                yield responses.sse(responses.chunk_json(kind, rid, model, index=i, reasoning=thought))
             held = masks.pop(i).flush() if i in masks else ""
             if held:
                 yield responses.sse(responses.chunk_json(kind, rid, model, index=i, text=held))

@@ -29,7 +29,7 @@ Event = dict[str, Any]
 #: Seconds between keep-alive progress events while nothing else happens.
 HEARTBEAT_S = 5.0
 # Request fields every strategy has, applied when the client sets them and the options do not.
-_SAMPLING = ("temperature", "top_p", "max_tokens", "seed")
+_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "reasoning_effort", "max_reasoning_tokens")
 
 
 def question_of(request: ChatRequest | CompletionRequest) -> str:
@@ -53,7 +53,8 @@ def strategy_for(route: Route, request: ChatRequest | CompletionRequest) -> Stra
     if isinstance(request, ChatRequest) and request.tools:
         raise bad_request("tools are passed through only with a plain model name, not to a strategy", "tools")
     assert route.strategy is not None
-    given = {"max_tokens": request.token_limit(), "temperature": request.temperature, "top_p": request.top_p, "seed": request.seed}
+    given = {"max_tokens": request.token_limit(), "temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
+             "reasoning_effort": request.reasoning_effort, "max_reasoning_tokens": request.thinking_token_budget}
     options = {k: v for k, v in given.items() if v is not None and k in _SAMPLING}
     try:
         return get_strategy(route.strategy, **{**options, **route.options})
@@ -72,6 +73,20 @@ class Outcome:
         if answer_mode == "final":
             return self.solution.answer or ""
         return self.solution.text
+
+    def reasoning(self) -> str | None:
+        """A reasoning model's thinking behind the answer: that of the last sample whose text is
+        the answer's text (a vote's winner, a chain's reply). Thinking of the other calls stays in
+        the trace: a strategy's many samples are not one thought."""
+        found = None
+        for node in sorted(self.solution.trace.get("nodes", []), key=lambda n: n.get("order", 0)):
+            output = node.get("output")
+            if node.get("kind") != "model" or not isinstance(output, dict):
+                continue
+            for choice in output.get("choices") or []:
+                if choice.get("reasoning") and choice.get("text", "").strip() == self.solution.text.strip():
+                    found = choice["reasoning"]
+        return secrets.scrub(found) if found else None
 
     def extra(self, route: Route) -> dict[str, Any]:
         details = json.loads(json.dumps(self.solution.details, default=str))
@@ -167,7 +182,7 @@ class Runner:
         strategy, question = strategy_for(route, request), question_of(request)
         self.admit()
         outcome = await self.run(route, strategy, question)
-        choice = responses.choice_json(kind, 0, outcome.content(answer_mode), "stop")
+        choice = responses.choice_json(kind, 0, outcome.content(answer_mode), "stop", reasoning=outcome.reasoning())
         return responses.response_json(kind, responses.new_id(kind), request.model, [choice], outcome.solution.usage, outcome.extra(route))
 
     def stream(
@@ -205,6 +220,9 @@ class Runner:
             except APIError as exc:
                 yield responses.sse(exc.body())
                 return
+            if kind == "chat" and (thought := outcome.reasoning()):
+                for piece in responses.pieces(thought):
+                    yield responses.sse(responses.chunk_json(kind, rid, model, reasoning=piece))
             # Scrubbed whole: a secret split across two pieces would slip past a scrub of each.
             for piece in responses.pieces(secrets.scrub(outcome.content(answer_mode))):
                 yield responses.sse(responses.chunk_json(kind, rid, model, text=piece))

@@ -28,20 +28,31 @@ def new_id(kind: Kind) -> str:
     return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    """`usage` over every upstream call: OpenAI's token fields, and `calls`."""
-    return {
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """`usage` over every upstream call: OpenAI's token fields (the thinking of reasoning models in
+    `completion_tokens_details`, as OpenAI reports it), and `calls`."""
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "calls": usage.calls,
     }
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
-def choice_json(kind: Kind, index: int, text: str, finish: str | None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def choice_json(
+    kind: Kind, index: int, text: str, finish: str | None, tool_calls: list[dict[str, Any]] | None = None,
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    """One choice; a reasoning model's thinking goes in the message's `reasoning_content` (chat only:
+    a text completion has nowhere to put it apart, so it is left out rather than mixed in)."""
     if kind == "text":
         return {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
@@ -68,7 +79,7 @@ def _envelope(
 def chunk_json(
     kind: Kind, rid: str, model: str, *, index: int = 0, text: str | None = None, role: bool = False,
     finish: str | None = None, tool_calls: list[dict[str, Any]] | None = None, usage: Usage | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, reasoning: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One streamed chunk; with `usage` it is the final usage chunk (no choices), as OpenAI sends it."""
     choices: list[dict[str, Any]] = []
@@ -77,6 +88,8 @@ def chunk_json(
             choices.append({"index": index, "text": text or "", "finish_reason": finish, "logprobs": None})
         else:
             delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if reasoning:
+                delta["reasoning_content"] = reasoning
             if text is not None:
                 delta["content"] = text
             if tool_calls:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reasoner.serve.errors import bad_request
+from reasoner.types import ReasoningEffort
 
 
 class ReasonerField(BaseModel):
@@ -51,6 +52,9 @@ class CommonRequest(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     reasoner: ReasonerField | None = None
+    #: A reasoning model's thinking budget: OpenAI's effort, vLLM's cap on thinking tokens.
+    reasoning_effort: ReasoningEffort | None = None
+    thinking_token_budget: int | None = Field(None, ge=0)
 
     def stops(self) -> tuple[str, ...] | None:
         if self.stop is None:

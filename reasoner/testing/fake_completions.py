@@ -6,7 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Decides the text (or the tool calls) of choice `index` for a parsed request body.
@@ -50,6 +50,9 @@ class Sample:
     finish_reason: str
     logprob: float | None  # per token, when asked for
     tool_calls: list[dict[str, Any]] | None
+    #: The thinking a reasoning parser took out of the text (the responder's `<think>…</think>`).
+    reasoning: str = ""
+    reasoning_tokens: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,14 +62,20 @@ class Completed:
     samples: list[Sample]
     prompt_tokens: int
     id: str
+    #: The message field a reasoning parser fills ("reasoning_content", or vLLM's "reasoning"); None: no parser.
+    reasoning_field: str | None = None
 
     @property
     def completion_tokens(self) -> int:
-        return sum(len(s.tokens) for s in self.samples)
+        # As servers count them: the thinking is part of the completion.
+        return sum(len(s.tokens) + len(s.reasoning_tokens) for s in self.samples)
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         total = self.prompt_tokens + self.completion_tokens
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
+        usage: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
+        if self.reasoning_field is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": sum(len(s.reasoning_tokens) for s in self.samples)}
+        return usage
 
     def body(self) -> dict[str, Any]:
         """The whole completion as one JSON object."""
@@ -75,6 +84,8 @@ class Completed:
             choice: dict[str, Any] = {"index": s.index, "finish_reason": s.finish_reason, "logprobs": None}
             if self.chat:
                 choice["message"] = {"role": "assistant", "content": s.text}
+                if self.reasoning_field is not None:
+                    choice["message"][self.reasoning_field] = s.reasoning or None
                 if s.tool_calls:
                     choice["message"]["tool_calls"] = s.tool_calls
             else:
@@ -89,6 +100,12 @@ class Completed:
         finish, then (when asked) the usage; the caller ends with `data: [DONE]`."""
         kind = "chat.completion.chunk" if self.chat else "text_completion"
         for s in self.samples:
+            for token in s.reasoning_tokens:  # the thinking streams first, in its own field
+                thought: dict[str, Any] = {"index": s.index, "finish_reason": None, "logprobs": None}
+                thought["delta"] = {self.reasoning_field: token}
+                if s.logprob is not None:
+                    thought["logprobs"] = _logprobs(self.chat, [token], s.logprob)
+                yield {**self._head(), "object": kind, "choices": [thought]}
             for token in s.tokens:
                 piece: dict[str, Any] = {"index": s.index, "finish_reason": None, "logprobs": None}
                 if self.chat:
@@ -115,11 +132,19 @@ class Completed:
 
 def complete(
     body: dict[str, Any], chat: bool, responder: Responder, logprob_fn: LogprobFn | None, model: str, serial: int, n_cap: int | None,
-    token_chars: int | None = None,
+    token_chars: int | None = None, reasoning_field: str | None = None,
 ) -> Completed:
     """Answer a completion request body the way a real server would; `n_cap` limits the choices
     (a server that ignores `n` answers 1); `token_chars` splits words longer than that into
-    several tokens, as a subword tokenizer does."""
+    several tokens, as a subword tokenizer does. With `reasoning_field` (chat only) it is a server
+    with a reasoning parser: a reply's `<think>…</think>` goes out in that field, its tokens count
+    in `max_tokens` and in the usage (`completion_tokens_details.reasoning_tokens`), and a
+    `thinking_token_budget` cuts the thinking there, the answer following (as vLLM ends it)."""
+    budget = body.get("thinking_token_budget")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 0):
+        raise BadRequest("`thinking_token_budget` must be a non-negative integer")
+    if budget is not None and not (chat and reasoning_field):
+        raise BadRequest("thinking_token_budget is set but this server has no reasoning parser")
     n = body.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise BadRequest("`n` must be a positive integer")
@@ -143,7 +168,20 @@ def complete(
         reply = responder(body, index)
         # A responder may answer a chat request with native tool calls instead of text.
         calls = reply.tool_calls if isinstance(reply, FakeToolCalls) else None
-        text, finish_reason, tokens = _finish(reply.content if calls else reply, stops, max_tokens, token_chars)  # type: ignore[union-attr,arg-type]
+        said: str = reply.content if calls else reply  # type: ignore[union-attr,assignment]
+        reasoning, thinking = "", []
+        if chat and reasoning_field:
+            reasoning, said = _parse_think(said)
+            thinking = _tokens(reasoning, token_chars)
+            if budget is not None:
+                thinking = thinking[:budget]
+            if isinstance(max_tokens, int) and 0 < max_tokens <= len(thinking):
+                thinking, said = thinking[:max_tokens], ""  # the budget ran out while thinking
+            reasoning = "".join(thinking)
+        left = max_tokens - len(thinking) if isinstance(max_tokens, int) and thinking else max_tokens
+        text, finish_reason, tokens = _finish(said, stops, left, token_chars)
+        if thinking and left == 0:
+            finish_reason = "length"
         tool_calls = None
         if chat and calls:
             finish_reason = "tool_calls"
@@ -152,9 +190,24 @@ def complete(
                 for i, (name, args) in enumerate(calls)
             ]
         logprob = (logprob_fn(body, index, text) if logprob_fn else -0.1) if want_logprobs else None
-        samples.append(Sample(index, text, tokens, finish_reason, logprob, tool_calls))
+        samples.append(Sample(index, text, tokens, finish_reason, logprob, tool_calls, reasoning, thinking))
     serial_id = f"{'chatcmpl' if chat else 'cmpl'}-fake{serial}"
-    return Completed(chat, body.get("model") or model, samples, len(text_in.split()), serial_id)
+    return Completed(chat, body.get("model") or model, samples, len(text_in.split()), serial_id, reasoning_field if chat else None)
+
+
+def _parse_think(text: str) -> tuple[str, str]:
+    """A reasoning parser's split: (thinking, content). Thinking never closed is all thinking."""
+    start = text.find("<think>")
+    if start < 0:
+        return "", text
+    end = text.find("</think>", start)
+    if end < 0:
+        return text[start + len("<think>") :].strip(), ""
+    return text[start + len("<think>") : end].strip(), (text[:start] + text[end + len("</think>") :]).strip()
+
+
+def _tokens(text: str, token_chars: int | None) -> list[str]:
+    return (re.compile(rf"\s*\S{{1,{token_chars}}}") if token_chars else _TOKEN).findall(text)
 
 
 def _logprobs(chat: bool, tokens: list[str], value: float) -> dict[str, Any]:
@@ -177,8 +230,8 @@ def _finish(text: str, stops: list[str], max_tokens: Any, token_chars: int | Non
     cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     if cuts:
         text = text[: min(cuts)]
-    tokens = (re.compile(rf"\s*\S{{1,{token_chars}}}") if token_chars else _TOKEN).findall(text)
-    if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
+    tokens = _tokens(text, token_chars)
+    if isinstance(max_tokens, int) and 0 <= max_tokens < len(tokens):
         tokens = tokens[:max_tokens]
         text = "".join(tokens)
         finish_reason = "length"

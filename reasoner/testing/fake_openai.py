@@ -78,11 +78,17 @@ class FakeOpenAIServer:
         json_schema: bool = True,
         stream_delay_s: float = 0.0,
         token_chars: int | None = None,
+        reasoning_field: str | None = None,
     ) -> None:
         """`honour_n=False` answers one choice whatever `n` asks (as llama.cpp's servers and Ollama
         do); `json_schema=False` refuses `response_format` json_schema with a 500 (as
         llama-cpp-python's server does); `stream_delay_s` paces the events of a `stream: true` answer;
-        `token_chars` cuts words longer than that into several tokens (a streamed key comes in pieces)."""
+        `token_chars` cuts words longer than that into several tokens (a streamed key comes in pieces);
+        `reasoning_field` ("reasoning_content", or "reasoning" as vLLM names it) makes it a server
+        with a reasoning parser: a reply's `<think>…</think>` is sent in that field, whole or streamed,
+        counted in the usage, and cut at a request's `thinking_token_budget`."""
+        if reasoning_field not in (None, "reasoning_content", "reasoning"):
+            raise ValueError(f"reasoning_field must be 'reasoning_content' or 'reasoning', got {reasoning_field!r}")
         self.models = [models] if isinstance(models, str) else list(models)
         if not self.models:
             raise ValueError("FakeOpenAIServer needs at least one model name")
@@ -101,6 +107,7 @@ class FakeOpenAIServer:
         self.json_schema = json_schema
         self.stream_delay_s = stream_delay_s
         self.token_chars = token_chars
+        self.reasoning_field = reasoning_field
         #: Stream events written, and streams the client hung up on before their end.
         self.stream_events_sent = 0
         self.streams_cancelled = 0
@@ -354,7 +361,7 @@ class FakeOpenAIServer:
             return error(500, _SCHEMA_REFUSAL, "internal_server_error")
         done = complete(
             body, chat, self.responder, self.logprob_fn, self.models[0], self.completions_served, None if self.honour_n else 1,
-            self.token_chars,
+            self.token_chars, self.reasoning_field,
         )
         if not body.get("stream"):
             return json_response(200, done.body())
