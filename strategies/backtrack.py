@@ -5,7 +5,8 @@ Generate a solution (greedy, one step per line); the verifier finds the first wr
 step is sampled again at temperature 1 (`retries` samples in one request; the rejected step itself
 is excluded, so the first different sample replaces it), the steps before it are kept, and the
 rest is generated greedily from there. Repeat on the new solution, at most `max_backtracks`
-times. The paper's location comes from a trained classifier or an oracle; here, any verifier.
+times. The paper's location comes from a trained classifier or an oracle; here, any verifier, the
+paper's kind included: `--verifier classifier` (a small trained mistake-finder, `reasoner verifier train`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def gives_answer(line: str) -> bool:
 
 
 def verifier_field(default: str = "arith") -> object:
-    return Field(default, description="verifier spec: arith, judge, judge:MODEL_SPEC or prm:URL[;model=M][;step_tag=T]")
+    return Field(default, description="verifier spec: arith, judge, judge:MODEL_SPEC, prm:URL[;model=M][;step_tag=T], classifier or classifier:PATH")
 
 
 def aggregate_field(default: str = "min") -> object:

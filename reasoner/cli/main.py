@@ -242,6 +242,10 @@ def run(parser: Parser, args: argparse.Namespace, argv: list[str] | None, strate
         return run_report(args)
     if args.command == "curves":
         return run_curves(args)
+    if args.command == "verifier":
+        from reasoner.cli.verifier import run as train_verifier
+
+        return train_verifier(args)
     if args.command == "serve":
         from reasoner.serve.command import run as serve
 

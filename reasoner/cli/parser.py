@@ -28,7 +28,8 @@ DEFAULT_STRATEGY = "few-shot-cot"
 # The bound that HTTP backends and the embedded model keep on requests in flight unless told.
 BACKEND_IN_FLIGHT = 64
 # Flags only the HTTP backend has; other backends refuse them with a usage error.
-HTTP_ONLY = {"deadline": "deadline_s", "stall_timeout": "stall_timeout_s", "max_response_bytes": "max_response_bytes"}
+HTTP_ONLY = {"deadline": "deadline_s", "stall_timeout": "stall_timeout_s", "max_response_bytes": "max_response_bytes",
+             "reasoning_controls": "reasoning_controls"}
 
 EPILOG = """environment:
   REASONER_THREADS   CPU threads for the embedded llama.cpp model (default: the cores, at most 8)
@@ -94,6 +95,14 @@ def _engine_arg(text: str) -> tuple[str, Any]:
     return key.strip().removeprefix("--").replace("-", "_"), parsed
 
 
+def _controls(text: str) -> tuple[str, ...]:
+    controls = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [c for c in controls if c not in ("effort", "budget")]
+    if unknown or not controls:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of effort, budget; got {text!r}")
+    return controls
+
+
 def model_flags() -> argparse.ArgumentParser:
     """The flags that choose and tune the model, shared by solve, chat and bench."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -111,6 +120,12 @@ def model_flags() -> argparse.ArgumentParser:
                        help="HTTP models: retry a request that sends no byte for S seconds")
     group.add_argument("--max-response-bytes", type=_positive, metavar="N",
                        help="HTTP models: fail a response whose body is larger than N bytes")
+    group.add_argument("--reasoning-controls", type=_controls, metavar="LIST",
+                       help="HTTP models: the thinking-budget controls the server takes, e.g. effort,budget "
+                       "(reasoning_effort; vLLM's thinking_token_budget); others are left out of requests")
+    group.add_argument("--think-tags", choices=("inline", "opened"),
+                       help="split <think>…</think> out of the model's text into its reasoning: inline (the model "
+                       "writes both tags), opened (its chat template opens the block)")
     group.add_argument("--seed", type=int, metavar="N",
                        help="sampling seed for every strategy (and, for bench, the draw of --sample; default 0 there)")
     return parent
@@ -128,6 +143,8 @@ def backend_options(args: argparse.Namespace, concurrency: int | None = None) ->
         options["max_in_flight"] = args.max_in_flight
     elif concurrency is not None and concurrency > BACKEND_IN_FLIGHT:
         options["max_in_flight"] = concurrency
+    if args.think_tags is not None:
+        options["think_tags"] = args.think_tags
     http = args.model.strip().startswith(("http://", "https://", "openai:"))
     for flag, keyword in HTTP_ONLY.items():
         value = getattr(args, flag)
@@ -315,6 +332,10 @@ def build_parser(strategies: dict[str, type[Strategy]]) -> Parser:
     curves.add_argument("--seed", type=int, default=0, help="seed of the subset draws (default 0)")
     serve = sub.add_parser("serve", parents=[model], help=serve_command.HELP)
     serve_command.add_arguments(serve)
+    from reasoner.cli import verifier as verifier_command
+
+    verifier = sub.add_parser("verifier", help=verifier_command.HELP, description=verifier_command.HELP)
+    verifier_command.add_arguments(verifier)
     parser.commands = {"solve": solve, "strategies": strategies_cmd, "chat": chat, "bench": bench, "report": report,
-                       "serve": serve, "curves": curves}
+                       "serve": serve, "curves": curves, "verifier": verifier}
     return parser

@@ -1,6 +1,6 @@
 """Verifiers: score a candidate solution, whole or step by step, as nodes of the graph.
 
-Named by a spec (`arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`); see `spec.open_verifier`.
+Named by a spec (`arith`, `judge`, `judge:MODEL_SPEC`, `prm:URL`, `classifier[:PATH]`); see `spec.open_verifier`.
 """
 
 from reasoner.verdict import Aggregation, Verdict, Verifier, aggregate, split_steps

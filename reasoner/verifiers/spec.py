@@ -21,7 +21,8 @@ ENTRY_POINT_GROUP = "reasoner.verifiers"
 SPEC_HELP = (
     "verifier specs: 'arith' (re-evaluates every 'expression = value' with the calculator), "
     "'judge' (the generating model asked whether each step is right), 'judge:MODEL_SPEC' (another model as judge), "
-    "'prm:URL' (a reward model served by vLLM's pooling API)"
+    "'prm:URL' (a reward model served by vLLM's pooling API), "
+    "'classifier' or 'classifier:PATH' (the trained mistake-finder, shipped or from `reasoner verifier train`)"
 )
 
 Factory = Callable[[str | None], Verifier]

@@ -59,6 +59,7 @@ def test_the_wheel_carries_every_layer_and_its_prompts(installed: Path) -> None:
     for module in ("strategies/react.py", "tools/calculator.py", "bench/gsm8k.py", "cli/main.py", "testing/scripted.py"):
         assert (pkg / module).is_file(), module
     assert list((pkg / "strategies" / "prompts").rglob("*.j2")), "strategy prompts missing from the wheel"
+    assert (pkg / "verifiers" / "models" / "mistake_finder.json").is_file(), "the shipped mistake-finder missing from the wheel"
     entry_points = next(installed.glob("reasoner-*.dist-info")) / "entry_points.txt"
     text = entry_points.read_text()
     assert "reasoner = reasoner.cli.main:main" in text

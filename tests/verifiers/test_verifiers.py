@@ -79,7 +79,7 @@ def test_specs() -> None:
     assert open_verifier("judge:http://127.0.0.1:9/v1").spec == "judge:http://127.0.0.1:9/v1"
     prm = open_verifier("prm:http://127.0.0.1:9/v1;step_tag=<extra_0>")
     assert prm.base == "http://127.0.0.1:9" and prm.step_tag == "<extra_0>"  # type: ignore[attr-defined]
-    with pytest.raises(VerifierSpecError, match="unknown verifier 'oracle'.*known kinds: arith, judge, prm"):
+    with pytest.raises(VerifierSpecError, match="unknown verifier 'oracle'.*known kinds: arith, classifier, judge, prm"):
         open_verifier("oracle")
     with pytest.raises(ValueError, match="needs the server's URL"):
         open_verifier("prm")
