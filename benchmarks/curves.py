@@ -185,10 +185,10 @@ def _can_plot(notes: list[str]) -> bool:
 
 
 @contextmanager
-def _figure(path: Path, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+def _figure(path: Path, title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6.4, 4.2)) -> Iterator[Any]:
     """Axes to draw on; labelled, gridded and saved to `path` when the block ends."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=size)
     try:
         yield ax
         ax.set_xlabel(xlabel)
@@ -211,9 +211,12 @@ def plot_sc(curves: dict[str, list[CurvePoint]], title: str, path: Path) -> None
             ax.fill_between(ks, [100 * p.low for p in points], [100 * p.high for p in points], alpha=0.2)
 
 
-def plot_pareto(points: list[ParetoPoint], title: str, path: Path) -> None:
-    labels = ("tokens per question (prompt + completion, log scale)", "accuracy (%)")
-    with _figure(path, f"{title}: accuracy against tokens", *labels) as ax:
+def plot_pareto(
+    points: list[ParetoPoint], title: str, path: Path, *, tokens: str = "prompt + completion", size: tuple[float, float] = (6.4, 4.2)
+) -> None:
+    """`tokens` names what the x axis counts; a plot of many points may want a larger `size` (inches)."""
+    labels = (f"tokens per question ({tokens}, log scale)", "accuracy (%)")
+    with _figure(path, f"{title}: accuracy against tokens", *labels, size=size) as ax:
         inner = [p for p in points if not p.frontier]
         front = [p for p in points if p.frontier]
         ax.scatter([p.tokens for p in inner], [100 * p.accuracy for p in inner], color="0.55", label="dominated")

@@ -291,6 +291,11 @@ SMALL: dict[str, dict[str, Any]] = {
     "diverse": {"prompts": 2, "samples": 2, "k": 2, "pool": "shipped", "max_tokens": 64},
     "beam-search": {"width": 2, "expansions": 2, "depth": 3, "max_tokens": 32},
     "backtrack": {"retries": 2, "max_backtracks": 1, "max_tokens": 64},
+    "mcts": {"iterations": 4, "children": 2, "depth": 3, "max_tokens": 64},
+    "particle-filter": {"particles": 3, "depth": 3, "max_tokens": 32},
+    "refine": {"rounds": 1, "k": 2, "critique_max_tokens": 32, "max_tokens": 64},
+    "aggregate": {"candidates": 2, "k": 2, "max_tokens": 64},
+    "mixture": {"samples": 2, "k": 2, "max_tokens": 64},
 }
 
 

@@ -37,6 +37,11 @@ SMALL: dict[str, dict[str, Any]] = {
     "least-to-most": {"max_subquestions": 2, "decompose_max_tokens": 48},
     "plan-dag": {"max_subquestions": 2, "plan_max_tokens": 64},
     "backtrack": {"retries": 2, "max_backtracks": 1},
+    "mcts": {"iterations": 3, "children": 2, "depth": 2},
+    "particle-filter": {"particles": 2, "depth": 2},
+    "refine": {"rounds": 1, "critique_max_tokens": 24},
+    "aggregate": {"candidates": 2},
+    "mixture": {"samples": 2},
 }
 
 
