@@ -113,7 +113,7 @@ def test_help_says_the_defaults_and_the_environment(capsys) -> None:  # type: ig
     out = " ".join(capsys.readouterr().out.split())
     assert "default: few-shot-cot" in out
     # Each option says its default; where strategies differ, each one's.
-    assert re.search(r"\[self-consistency\]; default 16|16 \(self-consistency\)", out)
+    assert re.search(r"\[self-consistency\]; default 16|16 \(self- ?consistency\)", out)  # argparse may wrap at the hyphen
     assert "REASONER_THREADS" in out and "chat_history" in out
     assert "-c counts questions, this counts requests" in out
 
