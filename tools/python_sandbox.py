@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -100,12 +102,28 @@ def parse_report(raw: bytes) -> tuple[Report, Outcome] | None:
 def _stopped_error(stopped: str, raw: bytes, timeout_s: float) -> str:
     if stopped == "timeout" or b'"kind":"timeout"' in raw[-100:]:
         return f"timed out after {timeout_s:g} s; the program was killed"
+    if b'"kind":"flood"' in raw[:40]:
+        said = json.loads(raw.split(b"\n", 1)[0]).get("error", "")
+        return f"callback limit exceeded: {said}; the program was stopped"
     return f"output limit exceeded: the program flooded the sandbox's channel (over {MAX_REPORT_BYTES} bytes)"
 
 
-def run_python(code: str, timeout_s: float = 5.0) -> ToolResult:
+@dataclass(frozen=True)
+class Callbacks:
+    """Lets the program call the host (`import reasoner_host; reasoner_host.call(text)` blocks
+    until `answer(text)` gives (ok, reply); not ok raises in the program). At most `max_calls`
+    calls of `max_call_bytes` characters, answers cut at `max_answer_bytes`: a program past a
+    bound is stopped (a failed run), so it cannot flood the host."""
+
+    answer: Callable[[str], tuple[bool, str]]
+    max_calls: int = 50
+    max_call_bytes: int = 4000
+    max_answer_bytes: int = 4000
+
+
+def run_python(code: str, timeout_s: float = 5.0, callbacks: Callbacks | None = None) -> ToolResult:
     """Run Python code in the sandbox; return its stdout and the value of its last expression
-    (or of `solution()`), or the error."""
+    (or of `solution()`), or the error. With `callbacks`, the program may call the host."""
     if len(code) > MAX_CODE_CHARS:
         return _failure(f"the code is too long ({len(code)} characters, limit {MAX_CODE_CHARS})")
     if not math.isfinite(timeout_s):
@@ -118,12 +136,18 @@ def run_python(code: str, timeout_s: float = 5.0) -> ToolResult:
     job = {"code": code, "timeout_ms": int(timeout_s * 1000) + 1000, "value_cap": SHOWN_BYTES,
            "memory_bytes": MEMORY_BYTES, "max_output_bytes": OUTPUT_BYTES, "shown_bytes": SHOWN_BYTES,
            "file_bytes": FILE_BYTES, "max_files": MAX_WRITTEN_FILES}
+    if callbacks is not None:
+        job["callbacks"] = {"max_calls": callbacks.max_calls, "max_call_bytes": callbacks.max_call_bytes,
+                            "max_answer_bytes": callbacks.max_answer_bytes}
     try:
-        raw, stopped = runner.run(job, timeout_s, MAX_REPORT_BYTES)
+        if callbacks is None:
+            raw, stopped = runner.run(job, timeout_s, MAX_REPORT_BYTES)
+        else:
+            raw, stopped = runner.converse(job, timeout_s, MAX_REPORT_BYTES, callbacks.answer)
     finally:
         pool.release(runner)
-    if stopped:
-        return _failure(_stopped_error(stopped, raw, timeout_s))
+    if stopped or raw.startswith(b'{"kind":"flood"'):
+        return _failure(_stopped_error(stopped or "flood", raw, timeout_s))
     parsed = parse_report(raw)
     if parsed is None:
         return _failure(_unreadable(raw, runner.proc.returncode, runner.stderr))

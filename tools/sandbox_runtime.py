@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 PYODIDE_VERSION = "314.0.8"  # also in sandbox/*.mjs; a test checks they agree
 # Imported before the snapshot is taken, so programs find them loaded (PAL uses these).
@@ -232,6 +232,36 @@ class Runner:
         data, stopped = self._read(time.monotonic() + timeout_s, max_bytes, first_line=False)
         self.kill()
         return data, stopped
+
+    def converse(self, job: dict[str, Any], timeout_s: float, max_bytes: int,
+                 on_call: Callable[[str], tuple[bool, str]]) -> tuple[bytes, str | None]:
+        """`run`, for a program that calls the host: each `{"kind": "call"}` line it prints is
+        answered with `on_call(text)` (ok, text) on its stdin. The deadline leaves out the time
+        spent answering; `max_bytes` bounds what the program prints between calls."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.proc.stdin.write(json.dumps(job).encode() + b"\n")  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+            while True:
+                data, stopped = self._read(deadline, max_bytes, first_line=True)
+                line, _, rest = data.partition(b"\n")
+                if stopped or not line.startswith(b'{"kind":"call"'):
+                    return data, stopped  # the report (or why it was stopped): the runner's last line
+                if rest:  # the runner prints nothing after a call until it is answered
+                    return data, "flood"
+                try:
+                    text = json.loads(line)["text"]
+                except (ValueError, KeyError, TypeError):
+                    return data, "flood"
+                paused = time.monotonic()
+                ok, reply = on_call(text if isinstance(text, str) else "")
+                deadline += time.monotonic() - paused
+                self.proc.stdin.write(json.dumps({"kind": "answer", "ok": ok, "text": reply}).encode() + b"\n")  # type: ignore[union-attr]
+                self.proc.stdin.flush()  # type: ignore[union-attr]
+        except OSError:  # it died while we answered; what it said is lost with it
+            return b"", None
+        finally:
+            self.kill()
 
     def _read(self, deadline: float, max_bytes: int, first_line: bool) -> tuple[bytes, str | None]:
         out = self.proc.stdout.fileno()  # type: ignore[union-attr]

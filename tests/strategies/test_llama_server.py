@@ -42,6 +42,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "refine": {"rounds": 1, "critique_max_tokens": 24},
     "aggregate": {"candidates": 2},
     "mixture": {"samples": 2},
+    "flowchart": {"chart_max_tokens": 96, "step_max_tokens": 16, "max_steps": 4},
 }
 
 

@@ -57,12 +57,28 @@ function limitFiles(job) {
   };
 }
 
-function run(job) {
+function hostModule(shared) {
+  // The one way out to the host: post the call and block until the runner's thread answers.
+  const flag = new Int32Array(shared, 0, 2);
+  return {
+    call(text) {
+      Atomics.store(flag, 0, 0);
+      self.postMessage({ kind: "call", text: String(text) });
+      Atomics.wait(flag, 0, 0);
+      const reply = decoder.decode(new Uint8Array(shared, 8, Atomics.load(flag, 1)).slice());
+      if (Atomics.load(flag, 0) !== 1) throw new Error(reply);
+      return reply;
+    },
+  };
+}
+
+function run(job, shared) {
   const out = capture(job, "stdout");
   const err = capture(job, "stderr");
   pyodide.setStdout({ write: out.write });
   pyodide.setStderr({ write: err.write });
   limitFiles(job);
+  if (shared) pyodide.registerJsModule("reasoner_host", hostModule(shared));
   // Nested workers would be threads outside the deadline's reach; the memory limit still
   // bounds any that code finds another way to start.
   delete globalThis.Worker;
@@ -84,5 +100,5 @@ function run(job) {
 
 self.onmessage = async ({ data }) => {
   if (data.kind === "load") await load(data.snapshot);
-  else if (data.kind === "run") run(data.job);
+  else if (data.kind === "run") run(data.job, data.shared);
 };
