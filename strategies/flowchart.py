@@ -79,6 +79,11 @@ class Flowchart(Strategy):
             return await self._fall_back(run, question, "the answer is not a number", details, lines)
         return Answer(answer=answer, text="\n".join([*lines, f"The answer is {answer}."]), details=details)
 
+    def generation_reserve(self) -> int:
+        """What one call may add to its prompt, for `reasoner chat`'s history budget: the steps are
+        separate calls, each carrying the values known so far (a few tokens each), not the steps' texts."""
+        return max(self.chart_max_tokens, self.step_max_tokens + 16 * self.max_steps)
+
     async def _fall_back(self, run: Run, question: str, reason: str, details: dict[str, Any], lines: list[str]) -> Answer:
         details = {**details, "steps": len(lines)}
         if self.fallback == "none":

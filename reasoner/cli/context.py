@@ -93,7 +93,11 @@ async def strategy_overhead(strategy: Strategy, question: str, backend: Backend,
 
 def generation_reserve(strategy: Strategy) -> int:
     """Tokens the calls of one turn may add to a prompt: a strategy that loops (ReAct's
-    `max_steps`) carries every step's output and observation into its next prompt."""
+    `max_steps`) carries every step's output and observation into its next prompt. A strategy
+    whose prompts do not grow that way (flowchart's steps are separate calls) says what it adds."""
+    own = getattr(strategy, "generation_reserve", None)
+    if callable(own):
+        return int(own())
     steps = getattr(strategy, "max_steps", 1)
     steps = steps if isinstance(steps, int) and steps > 0 else 1
     return steps * (strategy.max_tokens + (OBSERVATION_TOKENS if steps > 1 else 0))
