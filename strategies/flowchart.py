@@ -59,6 +59,8 @@ class Flowchart(Strategy):
             written = await run.generate(ask, label="chart")
             details: dict[str, Any] = {"form": "graph", "chart": written.text.strip()}
             try:
+                if written.choices[0].finish_reason == "length":  # else a node inside reads as the chart
+                    raise ChartError(f"the chart was cut off at chart_max_tokens ({self.chart_max_tokens} tokens)")
                 chart = parse_chart(first_json(written.text))
                 walk = await run_chart(chart, ChartSteps(self, run, question, lines), self.max_steps, self.max_iterations)
                 details |= {"path": walk.path, "values": walk.values}
