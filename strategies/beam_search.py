@@ -25,16 +25,15 @@ from pydantic import Field
 from reasoner.answers import extract_answer
 from reasoner.graph import reason
 from reasoner.run import Run
-from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, open_verifier
-from reasoner.strategies.stepwise import Steps, aggregate_field, finished, step_of, step_request, verifier_field
+from reasoner.verifiers import Verdict, Verifier, open_verifier
+from reasoner.strategies.stepwise import StepSearch, Steps, finished, step_of, step_request
 
 Beam = tuple[int, Steps]  # (subtree, steps so far)
 Scored = tuple[int, Steps, float]  # a beam and its verifier's score
 
 
-class BeamSearch(Strategy):
+class BeamSearch(StepSearch):
     name = "beam-search"
     summary = "Step-level beam search: sample next steps, score partial solutions with a verifier, keep the best (DVTS optional)."
 
@@ -45,11 +44,6 @@ class BeamSearch(Strategy):
     final: Literal["best", "weighted"] = Field(
         "weighted", description="best: the best-scored finished solution; weighted: the answer whose finished solutions score most in sum"
     )
-    k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    max_tokens: int = Field(96, ge=1, description="tokens per step")
-    verifier: VerifierSpec = verifier_field()
-    aggregate: Aggregation = aggregate_field()
 
     async def forward(self, run: Run, question: str) -> Answer:
         verifier = open_verifier(self.verifier)

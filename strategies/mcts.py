@@ -40,11 +40,10 @@ from pydantic import Field, model_validator
 
 from reasoner.answers import extract_answer
 from reasoner.run import Run
-from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, open_verifier
+from reasoner.verifiers import Verdict, Verifier, open_verifier
 from reasoner.strategies.mcts_search import MCTSResult, mcts
-from reasoner.strategies.stepwise import Steps, aggregate_field, finished, lines_of, step_of, step_request, verifier_field
+from reasoner.strategies.stepwise import StepSearch, Steps, finished, lines_of, step_of, step_request
 from reasoner.strategies.tree_search import SearchNode
 
 TREE_SHOWN = 256  # nodes listed in details["tree"]
@@ -59,7 +58,7 @@ class StepTree:
     keeps every finished path it saw, with its value, to answer from."""
 
     def __init__(self, options: MCTS, question: str, verifier: Verifier) -> None:
-        self.o, self.question, self.verifier = options, question, verifier
+        self.options, self.question, self.verifier = options, question, verifier
         self.paths: dict[Steps, float] = {}
         self.reached: Counter[str] = Counter()  # answers reached, for consistency values
         self.calls = 0  # a distinct seed for each sampling call
@@ -69,10 +68,10 @@ class StepTree:
 
     def _request(self, steps: Steps, n: int, whole: bool = False) -> GenerationRequest:
         self.calls += 1
-        return step_request(self.o, self.question, steps, k=self.o.k, n=n, whole=whole, seed_offset=self.calls)
+        return step_request(self.options, self.question, steps, k=self.options.k, n=n, whole=whole, seed_offset=self.calls)
 
     async def expand(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[list[Steps]]:
-        replies = await run.gather(*(run.generate(self._request(n.state, self.o.children), label=f"expand@{n.tag}") for n in nodes))
+        replies = await run.gather(*(run.generate(self._request(n.state, self.options.children), label=f"expand@{n.tag}") for n in nodes))
         return [[(*n.state, s) for c in r.choices if (s := step_of(c.text))] for n, r in zip(nodes, replies)]  # type: ignore[union-attr]
 
     async def evaluate(self, run: Run, nodes: Sequence[SearchNode], tag: str) -> list[float]:
@@ -80,15 +79,15 @@ class StepTree:
 
     async def value(self, run: Run, node: SearchNode) -> float:
         paths: list[Steps] = [node.state]
-        if not node.terminal and self.o.rollouts:
-            reply = await run.generate(self._request(node.state, self.o.rollouts, whole=True), label=f"rollout@{node.tag}")
+        if not node.terminal and self.options.rollouts:
+            reply = await run.generate(self._request(node.state, self.options.rollouts, whole=True), label=f"rollout@{node.tag}")
             paths = [(*node.state, *lines_of(c.text)) for c in reply.choices]
-        if self.o.value == "verifier":
+        if self.options.value == "verifier":
             verdicts = await run.gather(
                 *(run.verify(self.verifier, self.question, list(p), label=f"verify@{node.tag}") for p in paths), tolerate=True
             )
             # A failed verification scores its path 0 rather than ending the search.
-            scores = [v.score(self.o.aggregate) if isinstance(v, Verdict) else 0.0 for v in verdicts]
+            scores = [v.score(self.options.aggregate) if isinstance(v, Verdict) else 0.0 for v in verdicts]
         else:
             self.reached.update(a for p in paths if (a := answer_of(p)) is not None)
             total = sum(self.reached.values())
@@ -99,7 +98,7 @@ class StepTree:
         return sum(scores) / len(scores)
 
 
-class MCTS(Strategy):
+class MCTS(StepSearch):
     name = "mcts"
     summary = "Monte Carlo tree search over reasoning steps (RAP, rStar): UCT, n-sampled expansions, verifier or consistency values."
 
@@ -118,11 +117,7 @@ class MCTS(Strategy):
         0, ge=0, le=32, description="rStar's mutual consistency: the N best finished paths each completed again from a masked suffix (0: off)"
     )
     final: Literal["vote", "best"] = Field("vote", description="vote: the answer whose finished paths' values sum highest; best: the best path's")
-    k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(256, ge=1, description="tokens per rollout (a step takes at most 128)")
-    verifier: VerifierSpec = verifier_field()
-    aggregate: Aggregation = aggregate_field()
 
     @model_validator(mode="after")
     def _consistency_needs_rollouts(self) -> MCTS:

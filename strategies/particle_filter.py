@@ -39,10 +39,9 @@ from pydantic import Field
 from reasoner.answers import extract_answer
 from reasoner.graph import reason
 from reasoner.run import Run
-from reasoner.strategy import Strategy
 from reasoner.types import Answer
-from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, open_verifier
-from reasoner.strategies.stepwise import Steps, aggregate_field, finished, step_of, step_request, verifier_field
+from reasoner.verifiers import Verdict, Verifier, open_verifier
+from reasoner.strategies.stepwise import StepSearch, Steps, finished, step_of, step_request
 
 Resampling = Literal["multinomial", "systematic"]
 CLIP = 1e-7  # scores are clipped to [CLIP, 1 - CLIP] before the logit, so a 0 or 1 stays finite
@@ -79,7 +78,7 @@ def resample(weights: Sequence[float], count: int, rng: random.Random, how: Resa
     return chosen
 
 
-class ParticleFilter(Strategy):
+class ParticleFilter(StepSearch):
     name = "particle-filter"
     summary = "Particle filtering over steps (Puri et al. 2025): extend, weight by a step verifier, softmax, resample."
 
@@ -90,11 +89,6 @@ class ParticleFilter(Strategy):
         "systematic", description="systematic (lower variance: equal weights keep every particle) or multinomial (the paper's)"
     )
     final: Literal["best", "vote"] = Field("vote", description="vote: the answer of most weight in sum; best: the particle of highest weight")
-    k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
-    max_tokens: int = Field(96, ge=1, description="tokens per step")
-    verifier: VerifierSpec = verifier_field()
-    aggregate: Aggregation = aggregate_field()
 
     async def forward(self, run: Run, question: str) -> Answer:
         verifier = open_verifier(self.verifier)

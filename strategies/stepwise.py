@@ -19,7 +19,7 @@ from reasoner.graph import reason
 from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, GenerationRequest
-from reasoner.verifiers import Verdict, Verifier, split_steps
+from reasoner.verifiers import Aggregation, Verdict, Verifier, VerifierSpec, split_steps
 from reasoner.strategies.common import gsm8k_exemplars, templates
 
 Steps = tuple[str, ...]
@@ -38,6 +38,16 @@ def verifier_field(default: str = "arith") -> object:
 
 def aggregate_field(default: str = "min") -> object:
     return Field(default, description="step scores as one: min (weakest step), product, or last (latest step)")
+
+
+class StepSearch(Strategy):
+    """The options of a search over steps scored by a verifier (beam search, particle filter, MCTS)."""
+
+    k: int = Field(4, ge=0, le=8, description="number of exemplars (GSM8K train problems shipped with the package)")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    max_tokens: int = Field(96, ge=1, description="tokens per step")
+    verifier: VerifierSpec = verifier_field()
+    aggregate: Aggregation = aggregate_field()
 
 
 T = TypeVar("T")

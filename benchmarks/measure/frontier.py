@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,12 @@ from rich.table import Table
 from reasoner.answers import is_correct
 from reasoner.backends.http import OpenAIBackend
 from reasoner.bench.curves import pareto, plot_pareto
+from reasoner.bench.measure.verifiers import run_all
 from reasoner.bench.stats import wilson_interval
 from reasoner.data import Problem, load_gsm8k
 from reasoner.simulators.steps import StepSimulator
-from reasoner.strategy import Strategy, get_strategy
+from reasoner.strategy import get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
-from reasoner.types import Solution
 
 console = Console(width=160)
 
@@ -93,18 +93,6 @@ class Row:
         return self.prompt_tokens + self.completion_tokens
 
 
-async def run_plan(
-    backend: OpenAIBackend, problems: Sequence[Problem], make: Callable[[int], Strategy], concurrency: int
-) -> list[Solution]:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(i: int, p: Problem) -> Solution:
-        async with gate:
-            return await make(i).solve(p.question, backend)
-
-    return await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
-
-
 async def measure(problems: Sequence[Problem], sim: StepSimulator, judge: bool, concurrency: int) -> list[Row]:
     plans = [(m, b, o, "arith" if m in GUIDED else "") for m, b, o in PLANS]
     if judge:
@@ -117,7 +105,7 @@ async def measure(problems: Sequence[Problem], sim: StepSimulator, judge: bool, 
                 started = time.perf_counter()
                 make = lambda i, m=method, o=options: get_strategy(m, seed=i, **o)  # noqa: E731
                 served = server.completions_served
-                solutions = await run_plan(backend, problems, make, concurrency)
+                solutions = await run_all(backend, problems, make, concurrency)
                 n = len(problems)
                 rows.append(Row(
                     method, budget, verifier, n, sum(is_correct(s.answer, p.gold) for s, p in zip(solutions, problems)),
