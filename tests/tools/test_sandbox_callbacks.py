@@ -52,8 +52,10 @@ def test_calls_posted_without_waiting_stop_the_program() -> None:
     seen: list[str] = []
     code = "import js\nfor _ in range(100):\n    js.postMessage(js.JSON.parse('{\"kind\": \"call\", \"text\": \"x\"}'))\n1"
     result = run_python(code, callbacks=echo(seen))
-    # Stopped at the first call the host has not answered yet, or at the count, whichever comes first.
-    assert not result.ok and ("a call while another waits" in (result.error or "") or "more than 5 calls" in (result.error or ""))
+    # Stopped by whichever bound fires first: a call while one is unanswered, the call count, or
+    # (on a loaded machine, where the posts pile up before the runner reads them) the channel's size.
+    stoppers = ("a call while another waits", "more than 5 calls", "flooded the sandbox's channel")
+    assert not result.ok and any(s in (result.error or "") for s in stoppers), result.error
     assert len(seen) <= 5
 
 
