@@ -218,11 +218,7 @@ class Engine:
         if request.n == 1 or self.backend.supports_n:
             requests = [request]
         else:
-            # Distinct seeds, so a seeded request still yields distinct samples.
-            requests = [
-                request.model_copy(update={"n": 1, "seed": None if request.seed is None else request.seed + i})
-                for i in range(request.n)
-            ]
+            requests = request.singles()
         results = await asyncio.gather(*(self.backend.generate(r) for r in requests), return_exceptions=True)
         for result in results:
             if isinstance(result, asyncio.CancelledError):

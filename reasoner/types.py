@@ -61,6 +61,11 @@ class GenerationRequest(BaseModel):
             raise ValueError("a GenerationRequest needs exactly one of `prompt` or `messages`")
         return self
 
+    def singles(self) -> list[GenerationRequest]:
+        """The request as `n` requests of one sample each, for a backend that cannot sample `n`:
+        a seeded request's copies get seeds `seed + i`, so they still differ."""
+        return [self.model_copy(update={"n": 1, "seed": None if self.seed is None else self.seed + i}) for i in range(self.n)]
+
     def merge_key(self) -> str:
         """Requests with equal keys differ only in `n`, so they can be served by one request."""
         data = self.key_data(exclude={"n"})

@@ -70,8 +70,7 @@ class Backends:
         if request.n == 1 or backend.supports_n:
             return await backend.generate(request)
         # As the engine does for a backend without n: single requests, seeds kept distinct.
-        singles = [request.model_copy(update={"n": 1, "seed": None if request.seed is None else request.seed + i}) for i in range(request.n)]
-        parts = await asyncio.gather(*(backend.generate(r) for r in singles))
+        parts = await asyncio.gather(*(backend.generate(r) for r in request.singles()))
         return Completion(
             choices=[c for p in parts for c in p.choices],
             prompt_tokens=sum(p.prompt_tokens for p in parts),
