@@ -6,15 +6,13 @@ executed steps (one line each) and so tells a chart that ran from a fallback wit
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Iterator
 
 import pytest
-from rich.console import Console
+from chat_support import prompts_over_turns
 from serve_support import client, gateway
 
-from reasoner.cli.chat import Chat
 from reasoner.data import load_gsm8k
 from reasoner.serve import BackgroundGateway
 from reasoner.simulators.charts import ChartSimulator
@@ -54,19 +52,8 @@ def test_behind_the_gateway(gw: BackgroundGateway, server: FakeOpenAIServer, mod
 
 
 async def test_in_chat_over_two_turns(server: FakeOpenAIServer) -> None:
-    shown = io.StringIO()
-    chat = Chat(server.base_url, "fake-model", "flowchart", [], None, console=Console(file=shown, width=120), options={})
-    try:
-        for problem in PROBLEMS:
-            server.reset()
-            turn = await chat.turn(problem.question)
-            assert turn.error is None and turn.answer == problem.gold
-            chat.session.turns.append(turn)
-    finally:
-        if chat.backend is not None:
-            await chat.backend.aclose()
     # The second turn's chart and sub-questions came with the first turn in their prompts.
-    prompts = ["\n".join(m["content"] for m in r.body["messages"]) for r in server.completion_requests()]
+    prompts = await prompts_over_turns(server, "flowchart", PROBLEMS, {})
     assert any("Write the problem as a flowchart" in p for p in prompts)
     assert prompts and all(PROBLEMS[0].question in p and PROBLEMS[1].question in p for p in prompts)
 

@@ -4,14 +4,12 @@ on the simulated step model without slips, so every right run ends at the gold a
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 
 import pytest
-from rich.console import Console
+from chat_support import prompts_over_turns
 from serve_support import client, gateway
 
-from reasoner.cli.chat import Chat
 from reasoner.data import load_gsm8k
 from reasoner.serve import BackgroundGateway
 from reasoner.simulators.steps import StepSimulator
@@ -45,17 +43,6 @@ def test_behind_the_gateway(gw: BackgroundGateway, server: FakeOpenAIServer, nam
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 async def test_in_chat_over_two_turns(server: FakeOpenAIServer, name: str) -> None:
-    shown = io.StringIO()
-    chat = Chat(server.base_url, "fake-model", name, [], None, console=Console(file=shown, width=120), options=STRATEGIES[name])
-    try:
-        for problem in PROBLEMS:
-            server.reset()
-            turn = await chat.turn(problem.question)
-            assert turn.error is None and turn.answer == problem.gold
-            chat.session.turns.append(turn)
-    finally:
-        if chat.backend is not None:
-            await chat.backend.aclose()
     # The second turn's question came with the first turn in its prompts, and was still answered.
-    prompts = ["\n".join(m["content"] for m in r.body["messages"]) for r in server.completion_requests()]
+    prompts = await prompts_over_turns(server, name, PROBLEMS, STRATEGIES[name])
     assert prompts and all(PROBLEMS[0].question in p and PROBLEMS[1].question in p for p in prompts)
