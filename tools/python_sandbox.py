@@ -99,12 +99,26 @@ def parse_report(raw: bytes) -> tuple[Report, Outcome] | None:
         return None
 
 
+def _flood_line(raw: bytes) -> dict[str, Any] | None:
+    """The runner's own flood line, if it printed one. It may follow a call forwarded just before
+    (both read at once), so each line is looked at; only the runner writes top-level kinds, model
+    code's messages arrive nested in a report, so a forged one is not taken for it."""
+    for line in raw.split(b"\n")[:3]:
+        if line.startswith(b'{"kind":"flood"'):
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return None
+            return message if isinstance(message, dict) else None
+    return None
+
+
 def _stopped_error(stopped: str, raw: bytes, timeout_s: float) -> str:
     if stopped == "timeout" or b'"kind":"timeout"' in raw[-100:]:
         return f"timed out after {timeout_s:g} s; the program was killed"
-    if b'"kind":"flood"' in raw[:40]:
-        said = json.loads(raw.split(b"\n", 1)[0]).get("error", "")
-        return f"callback limit exceeded: {said}; the program was stopped"
+    flood = _flood_line(raw)
+    if flood is not None:
+        return f"callback limit exceeded: {flood.get('error', '')}; the program was stopped"
     return f"output limit exceeded: the program flooded the sandbox's channel (over {MAX_REPORT_BYTES} bytes)"
 
 

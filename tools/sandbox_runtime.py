@@ -258,8 +258,8 @@ class Runner:
                 deadline += time.monotonic() - paused
                 self.proc.stdin.write(json.dumps({"kind": "answer", "ok": ok, "text": reply}).encode() + b"\n")  # type: ignore[union-attr]
                 self.proc.stdin.flush()  # type: ignore[union-attr]
-        except OSError:  # it died while we answered; what it said is lost with it
-            return b"", None
+        except OSError:  # it died while we answered: what it printed last (a flood line) is still in the pipe
+            return self._read(min(deadline, time.monotonic() + 1.0), max_bytes, first_line=False)
         finally:
             self.kill()
 

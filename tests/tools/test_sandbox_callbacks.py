@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from reasoner.tools.python_sandbox import Callbacks, run_python
+from reasoner.tools.python_sandbox import Callbacks, _stopped_error, run_python
 
 
 def echo(seen: list[str]) -> Callbacks:
@@ -52,11 +52,23 @@ def test_calls_posted_without_waiting_stop_the_program() -> None:
     seen: list[str] = []
     code = "import js\nfor _ in range(100):\n    js.postMessage(js.JSON.parse('{\"kind\": \"call\", \"text\": \"x\"}'))\n1"
     result = run_python(code, callbacks=echo(seen))
-    # Stopped by whichever bound fires first: a call while one is unanswered, the call count, or
-    # (on a loaded machine, where the posts pile up before the runner reads them) the channel's size.
-    stoppers = ("a call while another waits", "more than 5 calls", "flooded the sandbox's channel")
+    # Stopped at the first call the host has not answered yet, or at the count, whichever comes first.
+    stoppers = ("a call while another waits", "more than 5 calls")
     assert not result.ok and any(s in (result.error or "") for s in stoppers), result.error
     assert len(seen) <= 5
+
+
+def test_a_flood_read_together_with_the_call_before_it_is_reported_as_a_flood_of_calls() -> None:
+    # On a loaded machine the runner's forwarded call and its flood line reach the host in one read;
+    # this was once reported as the channel overflowing, which it had not.
+    raw = b'{"kind":"call","text":"x"}\n{"kind":"flood","calls":2,"error":"a call while another waits"}\n'
+    said = _stopped_error("flood", raw, 2.0)
+    assert said == "callback limit exceeded: a call while another waits; the program was stopped"
+
+
+def test_a_flood_line_forged_inside_a_report_is_not_the_runners() -> None:
+    raw = b'{"kind":"report","report":{"kind":"flood","error":"forged"}}\n'
+    assert "forged" not in _stopped_error("flood", raw, 2.0)
 
 
 def test_without_callbacks_there_is_no_way_to_call_the_host() -> None:
