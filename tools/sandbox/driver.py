@@ -9,6 +9,7 @@ whatever this code is tricked into saying, the host validates it.
 
 import errno
 import json
+import linecache
 import os
 import sys
 import tempfile
@@ -28,14 +29,27 @@ def _encode(value, value_cap):
     return {"kind": kind, "text": text}
 
 
+def _source_lines(filename, source):
+    # The job's own code, or code it compiled under another "<name>" and put in linecache (as
+    # flowchart's wrapper does for the model's program), so an error names the model's line.
+    if filename == "<code>":
+        return source.splitlines()
+    if filename.startswith("<") and filename in linecache.cache:
+        return [text.rstrip("\n") for text in linecache.getlines(filename)]
+    return None
+
+
 def _describe(exc, source, value_cap, memory_bytes, limits):
-    line, tb = None, exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<code>":
-            line = tb.tb_lineno
+    line, lines, tb = None, None, exc.__traceback__
+    while tb is not None:  # the innermost frame of code the job supplied
+        found = _source_lines(tb.tb_frame.f_code.co_filename, source)
+        if found is not None:
+            line, lines = tb.tb_lineno, found
         tb = tb.tb_next
-    if isinstance(exc, SyntaxError) and exc.filename == "<code>":
-        line = exc.lineno
+    if isinstance(exc, SyntaxError) and isinstance(exc.filename, str):
+        found = _source_lines(exc.filename, source)
+        if found is not None:
+            line, lines = exc.lineno, found
     try:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     except Exception:
@@ -47,8 +61,7 @@ def _describe(exc, source, value_cap, memory_bytes, limits):
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         message = f"file limit exceeded: more than {limits['max_files']} files written ({message})"
     message = message[:value_cap]  # an exception message may be megabytes long
-    lines = source.splitlines()
-    if line and 0 < line <= len(lines):
+    if line and lines and 0 < line <= len(lines):
         return f"line {line}: {lines[line - 1].strip()}\n{message}"
     return message
 
