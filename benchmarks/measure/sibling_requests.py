@@ -37,6 +37,12 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("beam-search dvts 3x2", "beam-search", {"width": 3, "expansions": 2, "depth": 6, "dvts": True}),
     ("tree-of-thought", "tree-of-thought", {"breadth": 2, "depth": 3, "candidates": 3}),
     ("backtrack", "backtrack", {"retries": 4, "max_backtracks": 2}),
+    # Written after the port, in direct style from the start: no "before" to compare with.
+    ("mcts", "mcts", {"iterations": 6, "children": 3}),
+    ("particle-filter 4", "particle-filter", {"particles": 4}),
+    ("aggregate 4", "aggregate", {"candidates": 4}),
+    ("mixture self 3", "mixture", {"samples": 3}),
+    ("self-consistency of flowchart", "self-consistency", {"samples": 4, "inner": "flowchart", "temperature": 0.7}),
 ]
 
 

@@ -21,6 +21,16 @@ BEFORE = {
     "tree-of-thought": (96, 288, ["18", "4", "2000000", "540", "20", "29"]),
     "backtrack": (14, 26, ["18", "4", "170000", "540", "20", "64"]),
 }
+#: Strategies written after the port (so with no "before"), measured when their rows were added
+#: (commit after afa517b): a change that stops their siblings merging changes these counts. On
+#: this step-level simulator flowchart's charts do not parse, so its rows are its fallback's.
+LATER = {
+    "mcts": (57, 99, ["18", "3", "70000", "540", "20", "118"]),
+    "particle-filter 4": (60, 92, ["18", "3", "230000", "540", "20", "64"]),
+    "aggregate 4": (12, 30, ["18", "4", "170000", "550", "19", "280"]),
+    "mixture self 3": (12, 24, ["18", "4", "170000", "550", "19", "280"]),
+    "self-consistency of flowchart": (12, 48, ["18", "3", "170000", "540", "20", "64"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +39,11 @@ def now() -> dict[str, tuple[int, int, list[str | None]]]:
 
 
 def test_every_sibling_sampling_strategy_is_measured() -> None:
-    assert [label for label, _, _ in CASES] == list(BEFORE)
+    assert [label for label, _, _ in CASES] == [*BEFORE, *LATER]
 
 
-@pytest.mark.parametrize("label", list(BEFORE))
+@pytest.mark.parametrize("label", [*BEFORE, *LATER])
 def test_requests_and_samples_are_what_they_were_before_the_port(now: dict[str, tuple[int, int, list[str | None]]], label: str) -> None:
     requests, samples, answers = now[label]
-    assert (requests, samples, answers) == BEFORE[label]
+    assert (requests, samples, answers) == {**BEFORE, **LATER}[label]
     assert samples > requests  # siblings did share requests
