@@ -114,6 +114,14 @@ def strategy_name(*also: str, excluding: str | None = None, what: str = "strateg
     return AfterValidator(check)
 
 
+def fallback_of(outer: Strategy) -> Strategy | None:
+    """The strategy `outer` answers with when its own method fails, if any: its `fallback` option
+    (pal, flowchart), else the one it always uses (`falls_back_to`: plan-dag, least-to-most). The
+    chat sizes its history for that strategy's prompt too."""
+    to = getattr(outer, "fallback", None) or getattr(type(outer), "falls_back_to", None)
+    return inner_strategy(outer, to) if isinstance(to, str) and to != "none" else None
+
+
 async def fall_back(
     outer: Strategy, run: Run, question: str, to: str, reason: str, notes: dict[str, Any] | None = None, **options: Any
 ) -> Answer:

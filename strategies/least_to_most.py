@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib.resources import files
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -88,6 +89,7 @@ def ends_with_question(subquestions: list[str], question: str) -> bool:
 
 class LeastToMost(Strategy):
     name = "least-to-most"
+    falls_back_to: ClassVar[str] = "few-shot-cot"  # when its own method fails (`common.fallback_of`)
     summary = "Decompose into sub-questions (few-shot), then answer them in order, each seeing the earlier answers."
 
     k: int = Field(4, ge=0, le=4, description="number of exemplars (GSM8K train problems shipped with the package)")
@@ -108,7 +110,7 @@ class LeastToMost(Strategy):
                 if not listed
                 else f"{len(listed)} sub-questions, more than max_subquestions={self.max_subquestions}"
             )
-            return await fall_back(self, run, question, "few-shot-cot", reason, {"decomposition": raw}, k=self.k)
+            return await fall_back(self, run, question, self.falls_back_to, reason, {"decomposition": raw}, k=self.k)
         appended = not ends_with_question(listed, question)
         subquestions = listed + [asked(question)] if appended else listed
 

@@ -17,7 +17,7 @@ solve idea of Wang et al. 2023 ("Plan-and-Solve Prompting") with LLMCompiler's d
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -96,6 +96,7 @@ def parse_plan(text: str, max_steps: int = 8) -> Plan:
 
 class PlanDAG(Strategy):
     name = "plan-dag"
+    falls_back_to: ClassVar[str] = "few-shot-cot"  # when its own method fails (`common.fallback_of`)
     summary = "Plan sub-questions as a JSON DAG, answer independent ones concurrently, then the question (2+n calls)."
 
     inner: Annotated[str, strategy_name("calculator", what="inner strategy")] = Field("few-shot-cot", description="the inner strategy (plan-dag: answers each sub-question; 'calculator': the model writes an expression, the calculator evaluates it)")
@@ -120,7 +121,7 @@ class PlanDAG(Strategy):
             plan, error = self._read(repair.text)
             if plan is None:
                 notes["plan_errors"].append(error)
-                return await fall_back(self, run, question, "few-shot-cot", "no valid plan after one repair", notes)
+                return await fall_back(self, run, question, self.falls_back_to, "no valid plan after one repair", notes)
         return await self._solve(run, question, plan, notes)
 
     def _read(self, text: str) -> tuple[Plan | None, str]:

@@ -17,6 +17,7 @@ from typing import Any
 from reasoner.backends.base import Backend
 from reasoner.prompts import Templates
 from reasoner.strategy import Strategy
+from reasoner.strategies.common import fallback_of
 from reasoner.types import Completion, GenerationRequest
 
 templates = Templates("reasoner.cli")
@@ -83,7 +84,15 @@ def request_text(request: GenerationRequest) -> str:
 
 
 async def strategy_overhead(strategy: Strategy, question: str, backend: Backend, count: TokenCounter) -> int:
-    """Tokens the strategy puts around `question` in its first prompt."""
+    """Tokens the strategy puts around `question` in its first prompt, or in its fallback's
+    (`fallback_of`) where that is longer: pal's and flowchart's chain of thought carries exemplars
+    their own first prompt does not, and a turn that falls back must fit too."""
+    fallback = fallback_of(strategy)
+    mine = await _first_prompt_overhead(strategy, question, backend, count)
+    return mine if fallback is None else max(mine, await strategy_overhead(fallback, question, backend, count))
+
+
+async def _first_prompt_overhead(strategy: Strategy, question: str, backend: Backend, count: TokenCounter) -> int:
     probe = _FirstRequest(backend)
     await strategy.solve(question, probe)
     if probe.first is None:
@@ -94,7 +103,13 @@ async def strategy_overhead(strategy: Strategy, question: str, backend: Backend,
 def generation_reserve(strategy: Strategy) -> int:
     """Tokens the calls of one turn may add to a prompt: a strategy that loops (ReAct's
     `max_steps`) carries every step's output and observation into its next prompt. A strategy
-    whose prompts do not grow that way (flowchart's steps are separate calls) says what it adds."""
+    whose prompts do not grow that way (flowchart's steps are separate calls) says what it adds.
+    Its fallback's reserve counts too, as its prompt does in `strategy_overhead`."""
+    fallback = fallback_of(strategy)
+    return max(_own_reserve(strategy), 0 if fallback is None else generation_reserve(fallback))
+
+
+def _own_reserve(strategy: Strategy) -> int:
     own = getattr(strategy, "generation_reserve", None)
     if callable(own):
         return int(own())

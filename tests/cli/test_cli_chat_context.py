@@ -54,6 +54,20 @@ def test_the_strategy_prompt_and_its_steps_are_left_room() -> None:
     assert context.generation_reserve(few) == 100
 
 
+@pytest.mark.parametrize("name", ["flowchart", "pal"])
+def test_a_turn_that_falls_back_to_chain_of_thought_is_left_room_for_its_exemplars(name: str) -> None:
+    from reasoner.strategy import get_strategy
+
+    def overhead(strategy) -> int:  # type: ignore[no-untyped-def]
+        return asyncio.run(context.strategy_overhead(strategy, "What is 1 plus 1?", ScriptedBackend([]), context.estimate_tokens))
+
+    cot = overhead(get_strategy("few-shot-cot"))
+    alone = overhead(get_strategy(name, form="program", fallback="none") if name == "flowchart" else get_strategy(name, fallback="none"))
+    assert alone < cot  # its own first prompt is the shorter: its fallback's decides the room left
+    assert overhead(get_strategy(name)) == cot
+    assert context.generation_reserve(get_strategy(name, fallback="few-shot-cot", max_tokens=900)) == 900
+
+
 def test_ten_turns_on_a_small_window_say_when_history_is_dropped() -> None:
     seen: list[GenerationRequest] = []
 
