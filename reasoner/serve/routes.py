@@ -24,9 +24,8 @@ def resolve(name: str, extra: ReasonerField | None, served: set[str]) -> Route:
     strategy: str | None = None
     options: dict[str, Any] = {}
     model = name
-    head, slash, tail = name.partition("/")
+    head, slash, tail = _split(name, served)
     if name not in served and slash:
-        # A variant's options may not hold a '/', so the first one ends it.
         if head.partition(":")[0] in available() or ":" in head or tail in served:
             strategy, options = _variant(head, "model")
             model = tail
@@ -48,6 +47,16 @@ def resolve(name: str, extra: ReasonerField | None, served: set[str]) -> Route:
         except VariantError as exc:
             raise bad_request(str(exc), f"reasoner.options.{exc.option}" if exc.option else "reasoner.options") from None
     return Route(model=model, strategy=strategy, options=options)
+
+
+def _split(name: str, served: set[str]) -> tuple[str, str, str]:
+    """`VARIANT/MODEL` as (variant, "/", model). The model is the longest served name the text
+    ends with, so a variant's options may hold a '/' (a classifier's path, a mixture's URLs) and a
+    served name may too (`Qwen/Qwen2.5-0.5B`); with none, the first '/' ends the variant."""
+    for model in sorted(served, key=len, reverse=True):
+        if name.endswith("/" + model) and len(name) > len(model) + 1:
+            return name[: -len(model) - 1], "/", model
+    return name.partition("/")
 
 
 def _variant(text: str, param: str) -> tuple[str, dict[str, Any]]:
