@@ -30,7 +30,7 @@ from reasoner.strategy import Strategy
 from reasoner.types import Answer
 from reasoner.strategies.common import fall_back, strategy_name, templates
 from reasoner.strategies.flowchart_chart import Chart, ChartError, Visit, evaluate, holds, parse_chart, run_chart, substitute
-from reasoner.strategies.flowchart_program import Ask, Calc, Helper, Value, run_flow_program
+from reasoner.strategies.flowchart_program import Ask, Calc, Helper, run_flow_program
 from reasoner.strategies.pal import PREFILL, number_from, program_from
 from reasoner.strategies.plan_dag import first_json
 from reasoner.tools.base import ToolResult
@@ -181,12 +181,6 @@ class ProgramHost:
         value = await self.strategy.ask_model(self.run, f"helper {call.name} line {call.line}", "flowchart/helper.j2",
                                               problem=self.question, helper=call.name, arguments=arguments, state=call.state)
         self.lines.append(f"{call.name}({arguments}) = {value}")
-        return value
-
-    async def value(self, call: Value) -> str:
-        value = await self.strategy.ask_model(self.run, f"value {call.name} line {call.line}", "flowchart/value.j2",
-                                              problem=self.question, unknown=call.name, state=call.state)
-        self.lines.append(f"{call.name} = {value}")
         return value
 
 

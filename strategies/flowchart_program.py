@@ -8,7 +8,8 @@ message channel (`Callbacks`: no new permission, a bounded number of bounded cal
 * a call of a helper the program never defined (`count_weekdays(start, end)`): answered by the
   model, given the helper's name, its arguments and the caller's variables: Chain of Code's
   "LMulator" (Li et al. 2023, "Chain of Code: Reasoning with a Language Model-Augmented Code
-  Emulator"); a name it never defined, used as a value (`weeks * 7`), is the model's too.
+  Emulator"). A name it never defined used as a value (`weeks * 7`) is an error, as in the graph
+  form: the model answers calls, it does not invent the program's missing variables.
 The host checks every call (a `Call`), answers at most `max_steps` of them, and refuses the rest,
 which ends the program with an error, so the solve falls back.
 """
@@ -27,7 +28,7 @@ from reasoner.tools.python_sandbox import Callbacks, run_python
 
 # Runs in the sandbox, before the model's program (which arrives as a JSON string, never spliced).
 PRELUDE = '''
-import builtins as _builtins, json as _json, linecache as _linecache, operator as _operator, sys as _sys
+import builtins as _builtins, json as _json, linecache as _linecache, sys as _sys
 from reasoner_host import call as _call
 
 def _number(text):
@@ -50,57 +51,34 @@ def ask(question, **values):
 def calc(expr):
     return _number(_call(_json.dumps({"op": "calc", "expr": str(expr), "line": _line()})))
 
-def _report(op, name, frame, **fields):
-    return _number(_call(_json.dumps({"op": op, "name": name, "state": _plain(frame.f_locals), "line": frame.f_lineno, **fields})))
-
-def _where(frame):
-    return type("Seen", (), {"f_locals": _plain(frame.f_locals), "f_lineno": frame.f_lineno})
-
 class _Unknown:
-    """A name the program never defined. Called, the model answers as that helper would; used as
-    a value (in arithmetic, a comparison, range(), an f-string), the model says its value, asked
-    once, given the variables where the name was first read."""
-    def __init__(self, name, frame):
-        self._name, self._seen, self._known = name, _where(frame), None
+    """A name the program never defined. Called, it is a helper the model answers; used as a
+    value it is an undefined name, so the program fails (a NameError naming it) and the solve
+    falls back: the model answers calls, it does not invent the program's missing variables."""
+    def __init__(self, name):
+        self._name = name
     def __call__(self, *args, **kwargs):
-        return _report("helper", self._name, _sys._getframe(1), args=[repr(a)[:200] for a in args],
-                       kwargs={k: repr(v)[:200] for k, v in kwargs.items()})
-    def _v(self):
-        if self._known is None:
-            self._known = _report("value", self._name, self._seen)
-        return self._known
-    def __repr__(self):
-        return repr(self._v())
-    __str__ = __repr__
-    def __format__(self, spec):
-        return format(self._v(), spec)
-    def __hash__(self):
-        return hash(self._v())
-
-def _delegate(op, flipped=False):
-    def method(self, *other):
-        args = [_known(o) for o in other]
-        return getattr(_operator, op)(*args, self._v()) if flipped else getattr(_operator, op)(self._v(), *args)
-    return method
-
-def _known(value):
-    return value._v() if isinstance(value, _Unknown) else value
+        frame = _sys._getframe(1)
+        return _number(_call(_json.dumps({"op": "helper", "name": self._name, "args": [repr(a)[:200] for a in args],
+                                          "kwargs": {k: repr(v)[:200] for k, v in kwargs.items()},
+                                          "state": _plain(frame.f_locals), "line": frame.f_lineno})))
+    def _undefined(self, *_):
+        raise NameError(f"name {self._name!r} is not defined")
+    def __repr__(self):  # what a program that returns it gives back: no number, so a fallback
+        return f"<undefined name {self._name!r}>"
 
 for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
-    setattr(_Unknown, f"__{_op}__", _delegate(_op))
-    setattr(_Unknown, f"__r{_op}__", _delegate(_op, flipped=True))
-for _op in ("eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "abs", "index", "truth"):
-    setattr(_Unknown, f"__{'bool' if _op == 'truth' else _op}__", _delegate(_op))
-for _kind in (int, float, round):
-    setattr(_Unknown, f"__{_kind.__name__}__", lambda self, *a, _kind=_kind: _kind(self._v(), *a))
+    setattr(_Unknown, f"__r{_op}__", _Unknown._undefined)
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "eq", "ne", "lt", "le", "gt", "ge", "neg", "pos",
+            "abs", "index", "bool", "int", "float", "round", "format", "iter", "len", "getitem", "contains", "hash"):
+    setattr(_Unknown, f"__{_op}__", _Unknown._undefined)
 
 class _Names(dict):
-    """The program's globals: a name it never defined is an `_Unknown`, kept, so it is asked once."""
+    """The program's globals: a name it never defined is an `_Unknown`."""
     def __missing__(self, name):
         if hasattr(_builtins, name) or name.startswith("__"):
             raise KeyError(name)
-        self[name] = _Unknown(name, _sys._getframe(1))
-        return self[name]
+        return _Unknown(name)
 
 def _run(source):
     names = _Names(ask=ask, calc=calc, __name__="__program__", __builtins__=_builtins)
@@ -108,7 +86,7 @@ def _run(source):
     exec(compile(source, "<program>", "exec"), names)
     if not callable(names.get("solution")):
         raise NameError("the program defines no solution()")
-    return _known(names["solution"]())
+    return names["solution"]()
 '''
 
 Scalar = int | float | str | bool
@@ -139,16 +117,8 @@ class Helper(BaseModel):
     line: int = 0
 
 
-class Value(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    op: Literal["value"]
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z_0-9]{0,60}$")
-    state: dict[str, Scalar] = Field(max_length=30)
-    line: int = 0
-
-
-Call = Annotated[Ask | Calc | Helper | Value, Field(discriminator="op")]
-_CALL: TypeAdapter[Ask | Calc | Helper | Value] = TypeAdapter(Call)
+Call = Annotated[Ask | Calc | Helper, Field(discriminator="op")]
+_CALL: TypeAdapter[Ask | Calc | Helper] = TypeAdapter(Call)
 
 
 class Host(Protocol):
@@ -157,7 +127,6 @@ class Host(Protocol):
     def ask(self, call: Ask) -> Awaitable[str]: ...
     def calc(self, call: Calc) -> Awaitable[str]: ...
     def helper(self, call: Helper) -> Awaitable[str]: ...
-    def value(self, call: Value) -> Awaitable[str]: ...
 
 
 def job_code(program: str) -> str:
@@ -180,7 +149,7 @@ async def run_flow_program(program: str, host: Host, *, max_steps: int, timeout_
         except ValidationError as exc:
             return False, f"not a call the host answers: {exc.errors()[0]['msg']}"
         answered.append(call.op)
-        handler = {"ask": host.ask, "calc": host.calc, "helper": host.helper, "value": host.value}[call.op]
+        handler = {"ask": host.ask, "calc": host.calc, "helper": host.helper}[call.op]
         try:
             return True, asyncio.run_coroutine_threadsafe(handler(call), loop).result()  # type: ignore[arg-type]
         except Exception as exc:  # the step failed (a calculator error): the program sees it

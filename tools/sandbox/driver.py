@@ -40,11 +40,12 @@ def _source_lines(filename, source):
 
 
 def _describe(exc, source, value_cap, memory_bytes, limits):
-    line, lines, tb = None, None, exc.__traceback__
-    while tb is not None:  # the innermost frame of code the job supplied
-        found = _source_lines(tb.tb_frame.f_code.co_filename, source)
-        if found is not None:
-            line, lines = tb.tb_lineno, found
+    line, lines, tb, in_program = None, None, exc.__traceback__, False
+    while tb is not None:  # the innermost frame of code the job supplied, a program's before its wrapper's
+        name = tb.tb_frame.f_code.co_filename
+        found = _source_lines(name, source)
+        if found is not None and (name != "<code>" or not in_program):
+            line, lines, in_program = tb.tb_lineno, found, in_program or name != "<code>"
         tb = tb.tb_next
     if isinstance(exc, SyntaxError) and isinstance(exc.filename, str):
         found = _source_lines(exc.filename, source)
