@@ -64,6 +64,7 @@ class _Unknown:
                                           "state": _plain(frame.f_locals), "line": frame.f_lineno})))
     def _undefined(self, *_):
         raise NameError(f"name {self._name!r} is not defined")
+    __getattr__ = _undefined  # `math.ceil(x)` with no `import math`
     def __repr__(self):  # what a program that returns it gives back: no number, so a fallback
         return f"<undefined name {self._name!r}>"
 
