@@ -176,9 +176,10 @@ def test_the_gateway_takes_the_classifier(server, model_file: Path) -> None:  # 
         question = [{"role": "user", "content": USABLE[1].question}]
         by_body = client.chat.completions.create(model="fake-model", messages=question,  # type: ignore[arg-type]
                                                  extra_body={"reasoner": {"strategy": "backtrack", "options": {"verifier": spec}}})  # fmt: skip
-        # A model name ends at its first "/", so it names the shipped model rather than a path.
-        by_name = client.chat.completions.create(model="backtrack:verifier=classifier/fake-model", messages=question)  # type: ignore[arg-type]
-        for reply, named in ((by_body, spec), (by_name, "classifier")):
+        shipped = client.chat.completions.create(model="backtrack:verifier=classifier/fake-model", messages=question)  # type: ignore[arg-type]
+        # The served model is matched at the end of the name, so a path may sit in the options.
+        by_name = client.chat.completions.create(model=f"backtrack:verifier={spec}/fake-model", messages=question)  # type: ignore[arg-type]
+        for reply, named in ((by_body, spec), (shipped, "classifier"), (by_name, spec)):
             extra = reply.model_extra["reasoner"]  # type: ignore[index]
             assert extra["strategy"] == "backtrack" and extra["details"]["verifier"] == named
             assert reply.choices[0].message.content
