@@ -9,7 +9,8 @@ further layer's proposers are shown the previous layer's answers with the synthe
 answer again (the paper's layered mixture); the aggregator synthesises the last layer's.
 
 How another model is reached: as the `judge:MODEL_SPEC` verifier does, through `run.tool` with a
-backend opened from its spec (once per question, closed after it). The call is a tool node of the
+backend opened from its spec once per event loop (`reasoner.backends.others`, so a run of many
+questions connects once). The call is a tool node of the
 graph with its request recorded and its tokens billed on it, so the trace shows every proposal
 and the solution's usage counts every model; `self` goes through the engine (`run.generate`), so
 its samples merge into one request with n as usual. A routing backend keyed by a request's
@@ -20,14 +21,13 @@ tokens, the aggregator's included.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from reasoner.backends.base import Backend
-from reasoner.backends.spec import SPEC_HELP, open_backend
+from reasoner.backends.others import generate_on
+from reasoner.backends.spec import SPEC_HELP
 from reasoner.run import Run
 from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion, GenerationRequest, Usage
@@ -55,37 +55,6 @@ def _split(value: object) -> object:
 ModelSpecs = Annotated[list[Annotated[str, AfterValidator(model_spec)]], BeforeValidator(_split)]
 
 
-class Backends:
-    """The backends a question's proposers use, opened on first use and closed together."""
-
-    def __init__(self) -> None:
-        self.opened: dict[str, Backend] = {}
-        self._lock = asyncio.Lock()
-
-    async def generate(self, spec: str, request: GenerationRequest) -> Completion:
-        async with self._lock:  # a spec's concurrent first calls open it once
-            if spec not in self.opened:
-                self.opened[spec] = await open_backend(spec)
-        backend = self.opened[spec]
-        if request.n == 1 or backend.supports_n:
-            return await backend.generate(request)
-        # As the engine does for a backend without n: single requests, seeds kept distinct.
-        parts = await asyncio.gather(*(backend.generate(r) for r in request.singles()))
-        return Completion(
-            choices=[c for p in parts for c in p.choices],
-            prompt_tokens=sum(p.prompt_tokens for p in parts),
-            completion_tokens=sum(p.completion_tokens for p in parts),
-            latency_s=max(p.latency_s for p in parts),
-            model=parts[0].model,
-            calls=sum(p.calls for p in parts),
-        )
-
-    async def aclose(self) -> None:
-        for backend in self.opened.values():
-            await backend.aclose()
-        self.opened.clear()
-
-
 class Mixture(Strategy):
     name = "mixture"
     summary = "Mixture of agents: several models (or one model's samples) answer, then an aggregator model writes the final answer."
@@ -100,27 +69,23 @@ class Mixture(Strategy):
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature of the proposers")
 
     async def forward(self, run: Run, question: str) -> Answer:
-        backends = Backends()
         costs: dict[str, Usage] = defaultdict(Usage)
         proposals: list[dict[str, Any]] = []
-        try:
-            shown: list[Steps] = []
-            for layer in range(self.layers):
-                scope = run.scope(f"layer{layer}")
-                asked = [self.ask(scope, backends, costs, spec, self.proposal(question, shown, layer), f"propose.m{i}") for i, spec in enumerate(self.models)]
-                results = await run.gather(*asked, tolerate=True)
-                succeeded(results, "proposer")  # every proposer failing fails the question, naming why
-                replies = [(spec, r) for spec, r in zip(self.models, results) if isinstance(r, Completion)]
-                answered = [(spec, tuple(lines_of(c.text))) for spec, reply in replies for c in reply.choices]
-                proposals += [{"layer": layer, "model": spec, "answer": said(s) if s else None} for spec, s in answered]
-                shown = [s for _, s in answered if s] or shown
-            if not shown:
-                return Answer(answer=None, text="", details={"proposals": proposals, "costs": _dump(costs), "why": "no proposer wrote a solution"})
-            prompt = templates.render("mixture/synthesize.j2", question=question, responses=shown)
-            request = self.turn(prompt, temperature=0.0, stop=("\nQ:", "\n\n"))
-            final = tuple(lines_of((await self.ask(run, backends, costs, self.aggregator, request, "synthesize")).text))
-        finally:
-            await backends.aclose()
+        shown: list[Steps] = []
+        for layer in range(self.layers):
+            scope = run.scope(f"layer{layer}")
+            asked = [self.ask(scope, costs, spec, self.proposal(question, shown, layer), f"propose.m{i}") for i, spec in enumerate(self.models)]
+            results = await run.gather(*asked, tolerate=True)
+            succeeded(results, "proposer")  # every proposer failing fails the question, naming why
+            replies = [(spec, r) for spec, r in zip(self.models, results) if isinstance(r, Completion)]
+            answered = [(spec, tuple(lines_of(c.text))) for spec, reply in replies for c in reply.choices]
+            proposals += [{"layer": layer, "model": spec, "answer": said(s) if s else None} for spec, s in answered]
+            shown = [s for _, s in answered if s] or shown
+        if not shown:
+            return Answer(answer=None, text="", details={"proposals": proposals, "costs": _dump(costs), "why": "no proposer wrote a solution"})
+        prompt = templates.render("mixture/synthesize.j2", question=question, responses=shown)
+        request = self.turn(prompt, temperature=0.0, stop=("\nQ:", "\n\n"))
+        final = tuple(lines_of((await self.ask(run, costs, self.aggregator, request, "synthesize")).text))
         return Answer(
             answer=said(final) if final else None,
             text="\n".join(final),
@@ -134,14 +99,12 @@ class Mixture(Strategy):
         seed = None if self.seed is None else self.seed + layer
         return self.turn(prompt, n=self.samples, seed=seed, stop=("\nQ:", "\n\n"))
 
-    async def ask(
-        self, run: Run, backends: Backends, costs: dict[str, Usage], spec: str, request: GenerationRequest, label: str
-    ) -> Completion:
+    async def ask(self, run: Run, costs: dict[str, Usage], spec: str, request: GenerationRequest, label: str) -> Completion:
         """`request` to model `spec`: through the engine for `self`, else a billed tool node."""
         if spec == SELF:
             reply = await run.generate(request, label=label)
         else:
-            reply = await run.tool(backends.generate, spec, request, label=label, request=request)
+            reply = await run.tool(generate_on, spec, request, label=label, request=request)
         costs[spec] += Usage(calls=reply.calls, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
         return reply
 

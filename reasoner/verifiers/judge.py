@@ -5,7 +5,8 @@ the first token's probability p, read as p for a "Yes" and 1 - p for a "No" (onl
 token's probability comes back, so the rest of the mass is taken to be the other verdict's).
 Where it returns none, `votes` verdicts are sampled at temperature 1 and the score is the share
 of them saying yes. `judge` asks the model that generates; `judge:MODEL_SPEC` asks another
-(opened from the spec for each call and closed after it; its calls are recorded on their nodes).
+(opened from the spec once per event loop, `reasoner.backends.others`; its calls are recorded on
+their nodes, and its votes go as single requests where it ignores n).
 The verifier is a function node; each judgement is a node inside it (`verify.judge{i}`, a model
 node, or a tool node for another model), and its sampled votes, where needed, `verify.judge{i}.votes`.
 
@@ -19,6 +20,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from reasoner.backends.others import generate_on
 from reasoner.prompts import Templates
 from reasoner.run import Run
 from reasoner.types import Completion, GenerationRequest, Message
@@ -98,17 +100,7 @@ class JudgeVerifier(Verifier):
         if self.model is None:
             return await run.generate(request, label=label)
         # Another server's call is a tool node, billed and its request recorded like a model node's.
-        return await run.tool(self._ask_other, request, label=label, request=request)
-
-    async def _ask_other(self, request: GenerationRequest) -> Completion:
-        from reasoner.backends.spec import open_backend
-
-        assert self.model is not None
-        backend = await open_backend(self.model)
-        try:
-            return await backend.generate(request)
-        finally:
-            await backend.aclose()
+        return await run.tool(generate_on, self.model, request, label=label, request=request)
 
 
 def judge(argument: str | None) -> JudgeVerifier:
