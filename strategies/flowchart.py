@@ -76,7 +76,10 @@ class Flowchart(Strategy):
             details = {"form": "program", "program": code, "steps": len(lines)}
             answer = number_from(result.value) if result.ok else None
             if answer is None:
-                return await self._fall_back(run, question, result.error or f"no number in the result {result.value!r}", details, lines)
+                reason = result.error or f"no number in the result {result.value!r}"
+                if written.choices[0].finish_reason == "length":  # else the SyntaxError looks like the model's
+                    reason = f"the program was cut off at chart_max_tokens ({self.chart_max_tokens} tokens): {reason}"
+                return await self._fall_back(run, question, reason, details, lines)
         if answer is None:
             return await self._fall_back(run, question, "the answer is not a number", details, lines)
         return Answer(answer=answer, text="\n".join([*lines, f"The answer is {answer}."]), details=details)
