@@ -94,6 +94,8 @@ class PAL(Strategy):
             return Answer(answer=answer, text=f"{code}\n\nThe answer is {answer}.", details=details)
         # The failed run stays in the trace (its node's output); the question goes to the fallback.
         reason = f"the program failed: {result.error or result.output}" if not result.ok else f"no number in the result {result.value!r}"
+        if program.choices[0].finish_reason == "length":  # else the SyntaxError looks like the model's
+            reason = f"the program was cut off at max_tokens ({self.max_tokens} tokens): {reason}"
         if self.fallback == "none":
             return Answer(answer=None, text=code, details={**details, "fallback": "none", "fallback_reason": reason})
         return await fall_back(self, run, question, self.fallback, reason, details)

@@ -56,12 +56,16 @@ class ScriptedBackend(Backend):
         max_in_flight: int = 16,
         delay_s: float = 0.0,
         default: str | None = None,
+        cut_off: str | None = None,
     ) -> None:
+        """`cut_off`: replies to prompts matching this pattern end at their token budget
+        (finish_reason "length"), as a server's do."""
         super().__init__(max_in_flight)
         self.rules = [r if isinstance(r, Rule) else Rule(*r) for r in rules]
         self.supports_n = supports_n
         self.delay_s = delay_s
         self.default = default
+        self._cut_off = re.compile(cut_off, re.S) if cut_off else None
         self.requests: list[GenerationRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -78,6 +82,8 @@ class ScriptedBackend(Backend):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             rule = self._match(request)
+            text_in = "\n".join(m.content for m in request.as_messages())
+            finish = "length" if self._cut_off is not None and self._cut_off.search(text_in) else "stop"
             choices = []
             for _ in range(request.n):
                 if rule is None:
@@ -90,7 +96,7 @@ class ScriptedBackend(Backend):
                 choices.append(
                     Choice(
                         text=text,
-                        finish_reason="stop",
+                        finish_reason=finish,
                         completion_tokens=ntok,
                         token_logprobs=[lp / ntok] * ntok if (request.logprobs and lp is not None) else None,
                     )

