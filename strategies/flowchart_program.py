@@ -158,5 +158,6 @@ async def run_flow_program(program: str, host: Host, *, max_steps: int, timeout_
 
     callbacks = Callbacks(answer, max_calls=max_steps + 1)
     result = await asyncio.to_thread(run_python, job_code(program), timeout_s, callbacks)
-    return result.model_copy(update={"input": program, "tool": "program"})
+    shown = "solution() returned None" if result.ok and result.value is None else result.output  # not the python tool's hint
+    return result.model_copy(update={"input": program, "tool": "program", "output": shown})
 

@@ -169,6 +169,12 @@ class Chat:
         else:
             shown = solution.answer if solution.answer is not None else "(no numeric answer)"
             self.console.print(Panel(f"[bold]{escape(shown)}[/bold]", title="answer", border_style="green", expand=False))
+        fallback, why = solution.details.get("fallback"), solution.details.get("fallback_reason")
+        if isinstance(fallback, str) and isinstance(why, str):  # pal, plan-dag, flowchart: say why their own way failed
+            said = " ".join(clean(why).split())
+            said = said if len(said) <= 200 else said[:199] + "…"
+            what = "gave no answer" if fallback == "none" else f"fell back to {fallback}"
+            self.console.print(Text(f"{self.session.strategy} {what}: {said}", style="yellow"))
         self.console.print(
             f"[dim]{plural(u.calls, 'call')} · {u.prompt_tokens}+{u.completion_tokens} tokens"
             f"{f' ({u.reasoning_tokens} thinking)' if u.reasoning_tokens else ''} · "

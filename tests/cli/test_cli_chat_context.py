@@ -97,3 +97,14 @@ def test_ten_turns_on_the_embedded_model_stay_in_its_window(local_backend) -> No
         chat.session.turns.append(turn)
     screen = out.getvalue()
     assert f"left out to fit the model's {local_backend.n_ctx}-token context window" in screen
+
+
+@pytest.mark.parametrize("fallback, said", [("few-shot-cot", "pal fell back to few-shot-cot: "), ("none", "pal gave no answer: ")])
+def test_a_turn_that_falls_back_says_why(fallback: str, said: str) -> None:
+    out = io.StringIO()
+    backend = ScriptedBackend([(r"def solution\(\):\n$", "    return 12 / 0\n"), (r"A:$", " 12 - 2 = 10.\nThe answer is 10.")])
+    chat = Chat("local", None, "pal", [], None, console=Console(file=out, width=200), options={"fallback": fallback})
+    chat.backend = backend
+    asyncio.run(chat.turn("Sam has 12 apples and eats 2. How many are left?"))
+    line = next(line for line in out.getvalue().splitlines() if said in line)
+    assert line.endswith("ZeroDivisionError: division by zero")

@@ -80,6 +80,13 @@ def test_a_program_cut_off_at_its_token_budget_falls_back_saying_so() -> None:
     assert "SyntaxError" in solution.details["fallback_reason"]
 
 
+def test_a_program_that_returns_nothing_says_so_on_its_run_node() -> None:
+    solution, _ = solve("    count = 3\n")
+    (run,) = labels(solution, "run")
+    assert run["output"]["output"] == "solution() returned None"  # not the python tool's hint to print()
+    assert solution.details["fallback_reason"] == "no number in the result None"
+
+
 HOSTILE = {
     "endless loop": ("    while True:\n        pass\n", "timed out"),
     "endless asking": ('    while True:\n        ask("How many bacteria at the start?")\n', "step budget exceeded"),
