@@ -67,6 +67,8 @@ async def _close_at_loop_end(opened: _Opened) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # The tasks hold the loop, so the weak key would never let go of it: the entry goes here.
+        _BY_LOOP.pop(asyncio.get_running_loop(), None)
         for task in opened.backends.values():
             if task.done() and not task.cancelled() and task.exception() is None:
                 await task.result().aclose()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import reasoner.backends.spec as spec_module
+from reasoner.backends import others
 from reasoner.backends.others import generate_on, other_backend
 from reasoner.strategy import get_strategy
 from reasoner.testing.fake_openai import FakeOpenAIServer
@@ -51,6 +52,7 @@ def test_each_spec_is_opened_once_per_loop_and_closed_when_it_ends(opened: list[
 
     asyncio.run(calls())
     assert all(b.closed for _, b in opened) and len(opened[0][1].requests) == 6
+    assert not others._BY_LOOP  # the closed loop is not kept
     asyncio.run(generate_on("a", ask))  # a new loop opens its own
     assert [s for s, _ in opened] == ["a", "b", "a"] and opened[-1][1].closed
 
