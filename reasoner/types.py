@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import PrivateAttr, BaseModel, ConfigDict, Field, model_validator
@@ -142,6 +143,19 @@ class Completion(BaseModel):
     model: str | None = None
     #: Backend requests this completion took (more than one where `n` had to be split up).
     calls: int = 1
+
+    @classmethod
+    def joined(cls, parts: Sequence[Completion]) -> Completion:
+        """Several requests' completions as one (a request with `n` sent as single requests): their
+        choices in order, their tokens and calls summed, the slowest one's latency."""
+        return cls(
+            choices=[c for p in parts for c in p.choices],
+            prompt_tokens=sum(p.prompt_tokens for p in parts),
+            completion_tokens=sum(p.completion_tokens for p in parts),
+            latency_s=max((p.latency_s for p in parts), default=0.0),
+            model=parts[0].model if parts else None,
+            calls=sum(p.calls for p in parts),
+        )
 
     @property
     def text(self) -> str:

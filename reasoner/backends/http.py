@@ -327,14 +327,8 @@ def _path(chat: bool) -> str:
 
 
 def _merged(parts: list[Completion], limit: int | None = None) -> Completion:
-    choices = [choice for part in parts for choice in part.choices][:limit]
-    return Completion(
-        choices=choices,
-        prompt_tokens=sum(p.prompt_tokens for p in parts),
-        completion_tokens=sum(p.completion_tokens for p in parts),
-        model=parts[0].model,
-        calls=len(parts),
-    )
+    joined = Completion.joined(parts)
+    return joined if limit is None else joined.model_copy(update={"choices": joined.choices[:limit]})
 
 
 def _only_model(models: list[str], where: str) -> str:

@@ -52,15 +52,7 @@ async def generate_on(spec: str, request: GenerationRequest) -> Completion:
     backend = await other_backend(spec)
     if request.n == 1 or backend.supports_n:
         return await backend.generate(request)
-    parts = await asyncio.gather(*(backend.generate(r) for r in request.singles()))
-    return Completion(
-        choices=[c for p in parts for c in p.choices],
-        prompt_tokens=sum(p.prompt_tokens for p in parts),
-        completion_tokens=sum(p.completion_tokens for p in parts),
-        latency_s=max(p.latency_s for p in parts),
-        model=parts[0].model,
-        calls=sum(p.calls for p in parts),
-    )
+    return Completion.joined(await asyncio.gather(*(backend.generate(r) for r in request.singles())))
 
 
 async def _close_at_loop_end(opened: _Opened) -> AsyncIterator[None]:
