@@ -40,19 +40,14 @@ from reasoner.strategy import Strategy
 from reasoner.types import Answer, Completion, GenerationRequest
 from reasoner.verifiers import Aggregation, VerifierSpec, open_verifier
 from reasoner.strategies.common import gsm8k_exemplars, templates
+from reasoner.strategies.stepwise import gives_answer
 from reasoner.strategies.tree_search import SearchNode, SearchResult, bfs, dfs
 
 State = tuple[str, ...]  # the reasoning lines so far
 
 VALUES = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 _VERDICT = re.compile(r"\b(sure|likely|impossible)\b", re.IGNORECASE)
-_FINAL = re.compile(r"\banswer\s*(?:is\b|:)|####|\\boxed", re.IGNORECASE)
 _ITEM = re.compile(r"^[ \t]*\d+[ \t]*[.):][ \t]*(?P<text>.+?)[ \t]*$", re.MULTILINE)
-
-
-def gives_answer(line: str) -> bool:
-    """Whether a reasoning line states the final answer (a marker followed by a number)."""
-    return _FINAL.search(line) is not None and extract_answer(line) is not None
 
 
 def rating(completion: Completion) -> float | None:
@@ -199,7 +194,6 @@ class TreeOfThought(Strategy):
         "value",
         description="value: rate each state sure/likely/impossible; vote: pick the best of a round; verifier: --verifier scores it",
     )
-    # Not stepwise.verifier_field: stepwise takes `gives_answer` from this module; importing it back would be a cycle.
     verifier: VerifierSpec = Field("arith", description="evaluator=verifier: arith, judge, judge:MODEL_SPEC or prm:URL (scores in [0, 1])")
     aggregate: Aggregation = Field("min", description="evaluator=verifier: step scores as one: min, product or last")
     breadth: int = Field(3, ge=1, description="bfs: states kept per level")
