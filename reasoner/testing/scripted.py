@@ -70,8 +70,7 @@ class ScriptedBackend(Backend):
         self.in_flight = 0
         self.peak_in_flight = 0
 
-    def _match(self, request: GenerationRequest) -> Rule | None:
-        text = "\n".join(m.content for m in request.as_messages())
+    def _match(self, text: str) -> Rule | None:
         return next((r for r in self.rules if r._regex.search(text)), None)
 
     async def _generate(self, request: GenerationRequest) -> Completion:
@@ -81,9 +80,9 @@ class ScriptedBackend(Backend):
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            rule = self._match(request)
-            text_in = "\n".join(m.content for m in request.as_messages())
-            finish = "length" if self._cut_off is not None and self._cut_off.search(text_in) else "stop"
+            prompt = "\n".join(m.content for m in request.as_messages())  # all messages joined
+            rule = self._match(prompt)
+            finish = "length" if self._cut_off is not None and self._cut_off.search(prompt) else "stop"
             choices = []
             for _ in range(request.n):
                 if rule is None:
