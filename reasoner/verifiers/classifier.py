@@ -74,16 +74,22 @@ def _sigmoid(z: float) -> float:
 
 
 def load_model(path: str | Path | None = None) -> MistakeFinder:
-    """The model in `path`, or the shipped one; a bad file is refused naming it and what is wrong."""
+    """The model in `path`, or the shipped one; a bad file is refused naming it and what is wrong.
+    Each is read once per process: strategies open their verifier for every question."""
     if path is None:
-        resource = files("reasoner.verifiers") / SHIPPED
-        if not resource.is_file():
-            raise ModelFileError(
-                f"no mistake-finder is shipped ({SHIPPED} is missing); train one with "
-                "`reasoner verifier train --out FILE` and use classifier:FILE"
-            )
-        return _parse(resource.read_text(), str(resource))
+        return _load_shipped()
     return _load_file(str(Path(path).expanduser().resolve()))
+
+
+@lru_cache(maxsize=1)
+def _load_shipped() -> MistakeFinder:
+    resource = files("reasoner.verifiers") / SHIPPED
+    if not resource.is_file():
+        raise ModelFileError(
+            f"no mistake-finder is shipped ({SHIPPED} is missing); train one with "
+            "`reasoner verifier train --out FILE` and use classifier:FILE"
+        )
+    return _parse(resource.read_text(), str(resource))
 
 
 @lru_cache(maxsize=8)

@@ -124,6 +124,11 @@ def test_training_on_a_little_data_beats_chance_and_takes_the_users_traces(tmp_p
     assert isinstance(again, ClassifierVerifier) and again.model.weights == result.model.weights
 
 
+def test_the_shipped_model_is_read_once_not_per_question() -> None:
+    assert load_model() is load_model()
+    assert open_verifier("classifier").model is open_verifier("classifier").model  # type: ignore[attr-defined]
+
+
 def test_the_shipped_model_finds_logic_slips_on_held_out_simulator_traces() -> None:
     # GSM8K test questions (the model was trained on train questions only), the simulator's own slips.
     model = load_model()
